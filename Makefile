@@ -1,0 +1,83 @@
+# The developer interface: `make help` lists every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv with the Python dependencies
+
+.PHONY: build
+build: $(STAMP) ## build the Rust extension in release mode into .venv
+	$(VENV)/bin/maturin develop --release -q
+
+.PHONY: build-dev
+build-dev: $(STAMP) ## build the Rust extension in debug mode (quick edit loop)
+	$(VENV)/bin/maturin develop -q
+
+.PHONY: demo
+demo: build ## stream a generated purchase history through the example rules
+	$(VENV)/bin/segstream demo
+
+.PHONY: test
+test: build ## run the Rust and Python test suites (starts a local Kafka broker for the kafka tests)
+	cargo test --release -p segstream-engine
+	$(VENV)/bin/pytest -q
+
+.PHONY: test-rust
+test-rust: ## run the engine's cargo tests only
+	cargo test --release -p segstream-engine
+
+.PHONY: test-py
+test-py: build ## run the Python tests only
+	$(VENV)/bin/pytest -q
+
+.PHONY: lint
+lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/mypy python/segstream
+
+.PHONY: fmt
+fmt: $(STAMP) ## format Rust and Python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff check --fix python tests benches examples
+
+.PHONY: bench
+bench: build ## engine benchmarks against NumPy/pandas (prints ratios)
+	$(PY) benches/engine_throughput.py
+
+.PHONY: bench-bulk
+bench-bulk: build ## bulk re-segmentation against DuckDB and Polars
+	$(PY) benches/bulk_vs_peers.py
+
+.PHONY: bench-stream
+bench-stream: build ## Faust service throughput against a plain Faust app
+	$(PY) benches/stream_throughput.py
+
+.PHONY: kafka-start
+kafka-start: ## start a local Apache Kafka broker on 127.0.0.1:9092 (fetched with Maven)
+	bash scripts/kafka.sh start
+
+.PHONY: kafka-stop
+kafka-stop: ## stop the local Kafka broker
+	bash scripts/kafka.sh stop
+
+.PHONY: clean
+clean: ## remove build outputs and the venv
+	cargo clean
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,493 @@
+"""Bulk re-segmentation: run event files through an engine and read the memberships as of a date.
+
+A reader thread decodes the files (pyarrow releases the GIL while decoding) and prepares
+the batches (renaming, the `as_of` cut, line-item grouping) while the calling thread
+feeds the engine (which releases the GIL while ingesting); a bounded queue between the
+two keeps memory flat whatever the size of the input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from segstream.file_inputs import (
+    InputError,
+    InputFile,
+    check_column_map,
+    read_batches,
+    resolve,
+)
+from segstream.line_items import LINES, SOURCE_ROW, LineItemGrouper
+
+if TYPE_CHECKING:
+    from segstream import Engine
+
+#: Rows per batch handed to the engine: large enough to amortise a call, small enough to stream.
+DEFAULT_BATCH_SIZE = 131_072
+#: Prepared batches waiting for the engine; bounds memory to a few batches.
+_QUEUE_DEPTH = 4
+#: Output formats of `BulkResult.write`, with their file endings.
+OUTPUT_FORMATS: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow", "csv": ".csv"}
+
+#: Schema of `BulkResult.rejected`: fixed, so files with different id types still concatenate.
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("reason", pa.string()),
+        ("customer_id", pa.string()),
+        ("ts", pa.timestamp("ms", "UTC")),
+        ("event_type", pa.string()),
+        ("amount", pa.float64()),
+        ("order_id", pa.string()),
+    ]
+)
+
+Paths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+@dataclass(frozen=True)
+class BulkProgress:
+    """Where a bulk run is, passed to the `progress` callback after every batch."""
+
+    rows_read: int
+    bytes_read: int
+    bytes_total: int
+    file: str
+
+
+@dataclass
+class BulkResult:
+    """Everything a bulk run produced, plus the counts a user checks the run by."""
+
+    #: customer_id, one boolean column per segment and one stage column per lifecycle.
+    memberships: pa.Table
+    #: customer_id and the aggregates of `engine.snapshot()`.
+    profiles: pa.Table
+    #: Input rows the engine refused, with the reason and where they came from.
+    rejected: pa.Table
+    #: `engine.stats()`: members per segment, per stage for lifecycles.
+    sizes: dict[str, Any]
+    rows_read: int
+    #: Rows with a time after `as_of`.
+    rows_skipped: int
+    rows_rejected: int
+    #: Events handed to the engine (fewer than the rows when line items are grouped).
+    events: int
+    customers: int
+    #: The time the memberships hold at: `as_of`, or the latest event time seen.
+    as_of: datetime | None
+    elapsed: float
+    files: list[str] = field(default_factory=list)
+    engine: Engine | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The counts as plain JSON-able values."""
+        return {
+            "files": self.files,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "rows_read": self.rows_read,
+            "rows_skipped": self.rows_skipped,
+            "rows_rejected": self.rows_rejected,
+            "events": self.events,
+            "customers": self.customers,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "sizes": self.sizes,
+        }
+
+    def write(self, out_dir: str | os.PathLike[str], fmt: str = "parquet") -> dict[str, Path]:
+        """Write memberships, profiles, rejected (in `fmt`) and summary.json into `out_dir`."""
+        if fmt not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name in ("memberships", "profiles", "rejected"):
+            path = out / f"{name}{OUTPUT_FORMATS[fmt]}"
+            write_table(getattr(self, name), path, fmt)
+            written[name] = path
+        summary = out / "summary.json"
+        summary.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        written["summary"] = summary
+        return written
+
+
+def segment_files(
+    rules: Any,
+    paths: Paths,
+    *,
+    as_of: datetime | date | str | int | None = None,
+    columns: Mapping[str, str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_items: bool = False,
+) -> pa.Table:
+    """Memberships of every customer in the files, as of `as_of`: see `resegment`."""
+    return resegment(
+        rules, paths, as_of=as_of, columns=columns, batch_size=batch_size, line_items=line_items
+    ).memberships
+
+
+def resegment(
+    rules: Any,
+    paths: Paths,
+    *,
+    as_of: datetime | date | str | int | None = None,
+    columns: Mapping[str, str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    line_items: bool = False,
+    input_format: str | None = None,
+    progress: Callable[[BulkProgress], None] | None = None,
+) -> BulkResult:
+    """Segment the events in `paths` (files, directories, globs) with `rules`.
+
+    rules: anything `segstream.Engine` accepts (path, YAML text, dict, RuleSet), or an
+        Engine to continue from (e.g. one loaded from a checkpoint).
+    as_of: events after this time are skipped and counted; the clock is then advanced to
+        it, so time-based rules hold as of that instant. A date means its midnight UTC;
+        naive datetimes are UTC. None: as of the latest event in the files.
+    columns: engine column name -> the files' column name, e.g. {"customer_id": "cust_no"}.
+    line_items: group rows sharing (customer_id, order_id, event_type) into one event.
+    input_format: parquet, ipc, csv, tsv or json, for files whose name does not tell.
+    """
+    from segstream import Engine
+
+    started = time.perf_counter()
+    check_column_map(columns)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    cutoff = to_utc(as_of)
+    files = resolve(list(paths) if isinstance(paths, (list, tuple)) else paths, input_format)
+    engine = rules if isinstance(rules, Engine) else Engine(rules)
+
+    reader = _Reader(files, columns, batch_size, cutoff, line_items)
+    bytes_total = sum(f.size for f in files)
+    rejected: list[pa.Table] = []
+    rows_read = rows_skipped = rows_rejected = events = 0
+    latest: int | None = None
+    reader.start()
+    try:
+        for chunk in reader:
+            rows_read += chunk.rows_read
+            rows_skipped += chunk.rows_skipped
+            if chunk.max_ts_ms is not None:
+                latest = chunk.max_ts_ms if latest is None else max(latest, chunk.max_ts_ms)
+            for part in chunk.parts:
+                events += part.table.num_rows
+                try:
+                    refused = engine.ingest(part.table).rejected
+                except Exception as exc:
+                    exc.add_note(f"while ingesting {chunk.file}")
+                    raise
+                if refused.num_rows:
+                    table, lines = _rejected_rows(part, refused, chunk.file)
+                    rejected.append(table)
+                    rows_rejected += lines
+            if progress is not None:
+                progress(BulkProgress(rows_read, chunk.bytes_read, bytes_total, chunk.file))
+    finally:
+        reader.stop()
+
+    clock = cutoff or (datetime.fromtimestamp(latest / 1000, UTC) if latest is not None else None)
+    if clock is not None:
+        engine.advance_to(clock)
+    snapshot = engine.snapshot()
+    sizes = engine.stats()
+    names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
+    return BulkResult(
+        memberships=snapshot.select(["customer_id", *names]),
+        profiles=snapshot.drop_columns(names),
+        rejected=pa.concat_tables(rejected) if rejected else REJECTED_SCHEMA.empty_table(),
+        sizes=sizes,
+        rows_read=rows_read,
+        rows_skipped=rows_skipped,
+        rows_rejected=rows_rejected,
+        events=events,
+        customers=snapshot.num_rows,
+        as_of=clock,
+        elapsed=time.perf_counter() - started,
+        files=[f.path for f in files],
+        engine=engine,
+    )
+
+
+def to_utc(value: datetime | date | str | int | None) -> datetime | None:
+    """A datetime, date (midnight), ISO string or epoch ms as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise ValueError(
+                f"cannot read {text!r} as a time; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[+HH:MM]"
+            ) from None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class _Part:
+    """A batch of events ready for the engine and how to find its rows in the file."""
+
+    table: pa.Table | pa.RecordBatch
+    #: Row in the file of each event; None when event i is row `first_row + i`.
+    source_rows: pa.Array | pa.ChunkedArray | None
+    first_row: int
+    #: Input lines behind each event (line items); None when it is one each.
+    lines: pa.Array | pa.ChunkedArray | None = None
+
+
+@dataclass
+class _Chunk:
+    file: str
+    parts: list[_Part]
+    rows_read: int
+    rows_skipped: int
+    #: Bytes read over all files so far (an estimate within a text file).
+    bytes_read: int
+    max_ts_ms: int | None
+
+
+_DONE = object()
+
+
+class _Reader(threading.Thread):
+    """Reads and prepares the files on its own thread; iterate it to get the chunks in order."""
+
+    def __init__(
+        self,
+        files: list[InputFile],
+        columns: Mapping[str, str] | None,
+        batch_size: int,
+        cutoff: datetime | None,
+        line_items: bool,
+    ) -> None:
+        super().__init__(name="segstream-reader", daemon=True)
+        self._files = files
+        self._columns = columns
+        self._batch_size = batch_size
+        self._cutoff = cutoff
+        self._line_items = line_items
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            done_bytes = 0
+            for file in self._files:
+                for chunk in self._read_file(file, done_bytes):
+                    if not self._put(chunk):
+                        return
+                done_bytes += file.size
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+    def _put(self, item: Any) -> bool:
+        # A timeout loop rather than a blocking put, so that stop() is noticed.
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read_file(self, file: InputFile, done_bytes: int) -> Iterator[_Chunk]:
+        grouper = LineItemGrouper(file.path) if self._line_items else None
+        row = 0
+        for batch in read_batches(file, self._columns, self._batch_size):
+            n = batch.num_rows
+            batch = _normalize(batch, file.path)
+            keep = _keep_mask(batch["ts"], self._cutoff) if self._cutoff is not None else None
+            kept = n if keep is None else pc.sum(keep).as_py() or 0
+            if grouper is not None:
+                table = pa.Table.from_batches([batch]).append_column(SOURCE_ROW, _arange(row, n))
+                if kept < n:
+                    table = table.filter(keep)
+                parts = [_grouped_part(t) for t in grouper.push(table)]
+            elif kept < n:
+                parts = [_Part(batch.filter(keep), pc.indices_nonzero(keep), row)]
+            else:
+                parts = [_Part(batch, None, row)]
+            row += n
+            if file.rows_hint:
+                within = min(file.size, file.size * row // file.rows_hint)
+            else:
+                within = 0
+            max_ts = _max_ms(batch["ts"]) if kept == n else _max_ms(batch["ts"].filter(keep))
+            yield _Chunk(file.path, parts, n, n - kept, done_bytes + within, max_ts)
+        tail = [_grouped_part(t) for t in grouper.flush()] if grouper is not None else []
+        yield _Chunk(file.path, tail, 0, 0, done_bytes + file.size, None)
+
+
+def _grouped_part(table: pa.Table) -> _Part:
+    source_rows = table[SOURCE_ROW] if SOURCE_ROW in table.column_names else None
+    lines = table[LINES] if LINES in table.column_names else None
+    events = table.drop_columns([c for c in (SOURCE_ROW, LINES) if c in table.column_names])
+    return _Part(events, source_rows, 0, lines)
+
+
+def _arange(start: int, n: int) -> pa.Array:
+    # pyarrow has no arange; a cumulative sum of ones is one vectorised kernel.
+    return pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), start - 1)
+
+
+def _normalize(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
+    """Give the columns types the engine takes, whatever the file format inferred.
+
+    Optional columns that are null throughout (a CSV block of page views has an empty
+    `amount`) are typed `null` by the readers; they say nothing, so they are dropped.
+    Text and dates in `ts` become timestamps (UTC).
+    """
+    empty = [
+        i
+        for i, f in enumerate(batch.schema)
+        if pa.types.is_null(f.type) and f.name not in ("customer_id", "ts")
+    ]
+    for i in reversed(empty):
+        batch = batch.remove_column(i)
+    if "ts" not in batch.schema.names:
+        return batch
+    ts = batch["ts"]
+    kind = ts.type
+    if pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
+        return batch
+    if pa.types.is_date(kind):
+        converted = pc.cast(ts, pa.timestamp("ms", "UTC"))
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            converted = pc.cast(ts, pa.timestamp("ms", "UTC"))
+        except pa.ArrowInvalid:
+            try:  # no zone offset in the text: read it as UTC
+                converted = pc.cast(ts, pa.timestamp("ms"))
+            except pa.ArrowInvalid as exc:
+                raise InputError(f"{path}: column ts: {exc}") from exc
+    else:
+        return batch  # let the engine name the column and the type it refuses
+    index = batch.schema.get_field_index("ts")
+    return batch.set_column(index, "ts", converted)
+
+
+def _bound(kind: pa.DataType, cutoff: datetime) -> pa.Scalar:
+    if pa.types.is_timestamp(kind):
+        value = cutoff if kind.tz is not None else cutoff.replace(tzinfo=None)
+        return pa.scalar(value, kind)
+    return pa.scalar(int(cutoff.timestamp() * 1000), kind)  # int64 epoch ms
+
+
+def _keep_mask(ts: pa.Array, cutoff: datetime) -> pa.Array:
+    """Rows at or before the cutoff; rows without a time are kept so the engine rejects them."""
+    if not (pa.types.is_timestamp(ts.type) or pa.types.is_integer(ts.type)):
+        return pa.repeat(pa.scalar(True), len(ts))
+    return pc.or_kleene(pc.less_equal(ts, _bound(ts.type, cutoff)), pc.is_null(ts))
+
+
+def _max_ms(ts: pa.Array | pa.ChunkedArray) -> int | None:
+    value = pc.max(ts).as_py() if len(ts) else None
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, datetime):
+        return int(to_utc(value).timestamp() * 1000)  # type: ignore[union-attr]
+    return int(value)
+
+
+def _rejected_rows(part: _Part, refused: pa.Table, path: str) -> tuple[pa.Table, int]:
+    """The refused events with reason and source row, in REJECTED_SCHEMA; and their line count."""
+    index = refused["row"]
+    rows = part.table.take(index)
+    if part.source_rows is None:
+        source = pc.add(index, part.first_row)
+    else:
+        source = pc.add(pc.take(part.source_rows, index), part.first_row)
+    lines = len(index) if part.lines is None else int(pc.sum(pc.take(part.lines, index)).as_py())
+    columns: dict[str, Any] = {
+        "source_file": pa.repeat(pa.scalar(path), len(index)),
+        "source_row": pc.cast(source, pa.int64()),
+        "reason": pc.cast(refused["reason"], pa.string()),
+    }
+    for name in ("customer_id", "ts", "event_type", "amount", "order_id"):
+        target = REJECTED_SCHEMA.field(name).type
+        columns[name] = (
+            _cast_or_null(rows[name], target)
+            if name in rows.schema.names
+            else (pa.nulls(len(index), target))
+        )
+    return pa.table(columns, schema=REJECTED_SCHEMA), lines
+
+
+def _cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """The rejected row's value for display; a value that does not convert shows as null."""
+    try:
+        if pa.types.is_timestamp(target) and pa.types.is_integer(values.type):
+            values = pc.cast(values, pa.timestamp("ms"))
+        if pa.types.is_timestamp(target) and pa.types.is_string(values.type):
+            return pa.nulls(len(values), target)
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(values), target)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str], fmt: str) -> None:
+    """Write a table as Parquet, Arrow IPC (Feather v2) or CSV (lists joined with '|')."""
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    elif fmt == "arrow":
+        feather.write_feather(table, path)
+    elif fmt == "csv":
+        pacsv.write_csv(_flat_for_csv(table), path)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """CSV has no nested values: lists become 'a|b|c', maps and structs their JSON-ish text."""
+    for i, f in enumerate(table.schema):
+        kind = f.type
+        if pa.types.is_dictionary(kind):
+            table = table.set_column(i, f.name, pc.cast(table[i], kind.value_type))
+            kind = kind.value_type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            joined = pc.binary_join(pc.cast(table[i], pa.list_(pa.string())), "|")
+            table = table.set_column(i, f.name, joined)
+        elif pa.types.is_nested(kind):
+            text = pa.array(
+                [None if v is None else json.dumps(v, default=str) for v in table[i].to_pylist()],
+                pa.string(),
+            )
+            table = table.set_column(i, f.name, text)
+    return table

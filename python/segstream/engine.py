@@ -1,0 +1,186 @@
+"""`segstream.Engine`: the Python face of the Rust engine."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from segstream import _segstream
+from segstream.rules import RuleSet
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest call did."""
+
+    changes: pa.Table
+    """Membership changes (customer_id, segment, change, from_stage, to_stage, at, cause,
+    holdout, change_id)."""
+    rejected: pa.Table
+    """Rows that were not applied: input row index and reason."""
+    applied: int = 0
+    """Rows applied."""
+    duplicates: int = 0
+    """Rows skipped because their event_id was already applied."""
+
+
+def to_epoch_ms(ts: datetime | date | int | str) -> int:
+    """Epoch milliseconds from a datetime (naive = UTC), date, ISO string or int ms."""
+    if isinstance(ts, bool):
+        raise TypeError("a timestamp cannot be a bool")
+    if isinstance(ts, int):
+        return ts
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=timezone.utc)
+        return int(ts.timestamp() * 1000) if ts.microsecond % 1000 == 0 else int(
+            ts.timestamp() * 1000
+        )
+    if isinstance(ts, date):
+        return int(datetime(ts.year, ts.month, ts.day, tzinfo=timezone.utc).timestamp() * 1000)
+    raise TypeError(f"expected datetime, date, ISO string or epoch ms, got {type(ts).__name__}")
+
+
+def _result(raw: tuple[pa.Table, pa.Table, int, int]) -> IngestResult:
+    changes, rejected, applied, duplicates = raw
+    return IngestResult(changes, rejected, applied, duplicates)
+
+
+class Engine:
+    """Per-customer aggregates and segment rules over Arrow batches.
+
+    ``rules`` is a path to a YAML rule file, YAML text, a dict or a RuleSet.
+    ``column_map`` maps engine column names to yours, e.g. ``{"customer_id": "cust_no"}``.
+    """
+
+    def __init__(self, rules: Any, *, column_map: Mapping[str, str] | None = None) -> None:
+        self.rules = RuleSet.coerce(rules)
+        self._inner = _segstream.Engine(
+            self.rules.to_json(), dict(column_map) if column_map else None
+        )
+
+    @classmethod
+    def _wrap(cls, inner: Any) -> Engine:
+        obj = cls.__new__(cls)
+        obj._inner = inner
+        obj.rules = RuleSet(json.loads(inner.rules_json))
+        return obj
+
+    def ingest(self, data: Any) -> IngestResult:
+        """Applies events from any Arrow PyCapsule object (pyarrow, polars, DuckDB, …)."""
+        return _result(self._inner.ingest(data))
+
+    def ingest_json(self, messages: Sequence[bytes | str]) -> IngestResult:
+        """Applies JSON messages (flat events, Segment-spec track/identify, trait upserts)."""
+        return _result(self._inner.ingest_json(list(messages)))
+
+    def update_traits(self, data: Any) -> pa.Table:
+        """Upserts profile traits (customer_id + one column per declared trait); returns changes.
+
+        Rows that cannot be read raise nothing: see :meth:`update_traits_result`.
+        """
+        return self.update_traits_result(data).changes
+
+    def update_traits_result(self, data: Any) -> IngestResult:
+        """Like :meth:`update_traits`, with rejected rows."""
+        return _result(self._inner.update_traits(data))
+
+    def advance_to(self, ts: datetime | date | int | str) -> pa.Table:
+        """Moves the clock forward (never back); returns changes caused by time alone."""
+        result: pa.Table = self._inner.advance_to(to_epoch_ms(ts))
+        return result
+
+    @property
+    def clock(self) -> datetime | None:
+        """Engine time (UTC), None before any event."""
+        ms = self._inner.clock
+        if ms is None:
+            return None
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+    @property
+    def clock_ms(self) -> int | None:
+        """Engine time in epoch milliseconds."""
+        ms: int | None = self._inner.clock
+        return ms
+
+    def members(self, segment: str) -> pa.Array:
+        """Customer ids in a segment, a lifecycle (any stage) or ``lifecycle.stage``."""
+        result: pa.Array = self._inner.members(segment)
+        return result
+
+    def profile(self, customer_id: str | int) -> dict[str, Any]:
+        """Aggregates, traits, segments and stages of one customer; KeyError if unknown."""
+        result: dict[str, Any] = self._inner.profile(customer_id)
+        return result
+
+    def snapshot(self) -> pa.Table:
+        """One row per customer: id, aggregates, traits, a column per segment and lifecycle."""
+        result: pa.Table = self._inner.snapshot()
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """Segment sizes; lifecycles map stage -> customers."""
+        result: dict[str, Any] = self._inner.stats()
+        return result
+
+    def save(
+        self, path: str | os.PathLike[str], offsets: Mapping[str, Any] | None = None
+    ) -> None:
+        """Writes a checkpoint (Arrow IPC file) atomically, with the source offsets it covers."""
+        self._inner.save(os.fspath(path), json.dumps(dict(offsets)) if offsets is not None else None)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], rules: Any = None) -> Engine:
+        """Reads a checkpoint. With ``rules``, refuses a checkpoint made with other rules."""
+        fingerprint = None
+        if rules is not None:
+            fingerprint = _segstream.Engine(RuleSet.coerce(rules).to_json()).fingerprint
+        return cls._wrap(_segstream.Engine.load(os.fspath(path), fingerprint))
+
+    @property
+    def source_offsets(self) -> dict[str, Any]:
+        """Source offsets saved with the checkpoint this engine was loaded from."""
+        result: dict[str, Any] = json.loads(self._inner.offsets)
+        return result
+
+    def replace_rules(self, rules: Any) -> pa.Table:
+        """Replaces the rules and re-evaluates everyone; returns changes with cause ``rules``."""
+        new = RuleSet.coerce(rules)
+        changes: pa.Table = self._inner.replace_rules(new.to_json())
+        self.rules = new
+        return changes
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the compiled rules."""
+        result: str = self._inner.fingerprint
+        return result
+
+    @property
+    def num_customers(self) -> int:
+        """Customers known to the engine."""
+        result: int = self._inner.num_customers
+        return result
+
+    @property
+    def pending_timers(self) -> int:
+        """Customers waiting in the timer index."""
+        result: int = self._inner.pending_timers
+        return result
+
+    def memory(self) -> dict[str, int]:
+        """Approximate state sizes in bytes."""
+        result: dict[str, int] = self._inner.memory()
+        return result
+
+    def __repr__(self) -> str:
+        return f"Engine({self.rules!r}, customers={self.num_customers}, clock={self.clock})"

@@ -1,0 +1,233 @@
+"""Event files for bulk runs: resolve paths, directories and globs, and stream them as batches.
+
+Every file is opened with `pyarrow.dataset`, projected to the event columns the
+engine knows (renamed from the user's names on the way), and read in bounded
+batches, so memory does not grow with the size of the input.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from segstream.errors import SegstreamError
+
+#: The event columns of DESIGN.md, in the order the engine documents them.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "ts",
+    "event_type",
+    "amount",
+    "order_id",
+    "product_ids",
+    "categories",
+    "quantity",
+    "event_id",
+    "flags",
+)
+
+#: Input formats by file name ending; longest endings are tried first.
+FORMAT_BY_SUFFIX: dict[str, str] = {
+    ".parquet": "parquet",
+    ".parq": "parquet",
+    ".pq": "parquet",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".csv.bz2": "csv",
+    ".csv.zst": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".jsonl.gz": "json",
+    ".ndjson.gz": "json",
+}
+FORMATS: tuple[str, ...] = ("parquet", "ipc", "csv", "tsv", "json")
+
+# Text formats have no row count in a footer; the first bytes give an estimate for progress.
+_SAMPLE_BYTES = 1 << 20
+
+
+class InputError(SegstreamError):
+    """An input file that cannot be found, recognised or decoded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file of a bulk run."""
+
+    path: str
+    format: str
+    size: int
+    #: Row count if the format stores it (Parquet, Arrow IPC), else an estimate or None.
+    rows_hint: int | None = field(default=None, compare=False)
+
+
+def detect_format(path: str) -> str | None:
+    """The input format implied by the file name, or None if the ending is not known."""
+    name = path.lower()
+    for suffix in sorted(FORMAT_BY_SUFFIX, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMAT_BY_SUFFIX[suffix]
+    return None
+
+
+def resolve(
+    paths: str | os.PathLike[str] | list[str | os.PathLike[str]], input_format: str | None = None
+) -> list[InputFile]:
+    """Expand files, directories (recursively) and glob patterns into the list of input files.
+
+    Raises FileNotFoundError naming a path that does not exist or a pattern that matches
+    nothing, and InputError for a file whose format cannot be told from its name.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if input_format is not None and input_format not in FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}; use one of {', '.join(FORMATS)}")
+    found: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if glob.has_magic(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "no file matches the pattern", path)
+            for match in matches:
+                found.extend(_expand_dir(match, input_format) if os.path.isdir(match) else [match])
+        elif os.path.isdir(path):
+            files = _expand_dir(path, input_format)
+            if not files:
+                raise InputError(
+                    f"{path}: the directory holds no Parquet, Arrow, CSV or JSON files"
+                )
+            found.extend(files)
+        elif os.path.exists(path):
+            found.append(path)
+        else:
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", path)
+    return [_describe(path, input_format) for path in dict.fromkeys(found)]
+
+
+def _expand_dir(path: str, input_format: str | None) -> list[str]:
+    """Data files under a directory, skipping hidden and `_`-prefixed files as pyarrow does."""
+    selector = pafs.FileSelector(os.path.abspath(path), recursive=True)
+    infos = pafs.LocalFileSystem().get_file_info(selector)
+    files = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = os.path.relpath(info.path, os.path.abspath(path))
+        if any(part.startswith((".", "_")) for part in rel.split(os.sep)):
+            continue
+        if input_format is not None or detect_format(info.path) is not None:
+            files.append(os.path.join(path, rel))
+    return sorted(files)
+
+
+def _describe(path: str, input_format: str | None) -> InputFile:
+    fmt = input_format or detect_format(path)
+    if fmt is None:
+        known = ", ".join(sorted(FORMAT_BY_SUFFIX))
+        raise InputError(
+            f"{path}: cannot tell the format from the name (known endings: {known}); "
+            "pass the format explicitly"
+        )
+    size = os.path.getsize(path)
+    return InputFile(path=path, format=fmt, size=size, rows_hint=_rows_hint(path, fmt, size))
+
+
+def _rows_hint(path: str, fmt: str, size: int) -> int | None:
+    """Rows in the file: exact from the footer of binary formats, sampled for text formats."""
+    try:
+        if fmt in ("parquet", "ipc"):
+            return int(_dataset(path, fmt).count_rows())
+        if path.lower().endswith((".gz", ".bz2", ".zst")) or size == 0:
+            return None
+        with open(path, "rb") as handle:
+            sample = handle.read(_SAMPLE_BYTES)
+        lines = sample.count(b"\n")
+        if lines == 0:
+            return None
+        return max(1, round(lines * size / len(sample)) - (1 if fmt in ("csv", "tsv") else 0))
+    except (OSError, pa.ArrowException):
+        # The hint is for the progress bar only; a bad file is reported when it is read.
+        return None
+
+
+def _file_format(fmt: str) -> ds.FileFormat | str:
+    if fmt == "tsv":
+        return ds.CsvFileFormat(parse_options=pacsv.ParseOptions(delimiter="\t"))
+    if fmt == "json":
+        return ds.JsonFileFormat()
+    return fmt
+
+
+def _dataset(path: str, fmt: str) -> ds.Dataset:
+    return ds.dataset(path, format=_file_format(fmt))
+
+
+def projection(
+    schema: pa.Schema, columns: Mapping[str, str] | None, path: str
+) -> dict[str, ds.Expression]:
+    """Scanner columns: each event column present in the file, under its engine name.
+
+    `columns` maps engine names to the file's names; a mapped name that is not in the
+    file is an error, because a typo there would otherwise silently drop a column.
+    """
+    columns = dict(columns or {})
+    names = set(schema.names)
+    out: dict[str, ds.Expression] = {}
+    for engine_name in EVENT_COLUMNS:
+        source = columns.get(engine_name, engine_name)
+        if source in names:
+            out[engine_name] = ds.field(source)
+        elif engine_name in columns:
+            raise InputError(
+                f"{path}: no column {source!r} (mapped to {engine_name}); "
+                f"the file has {', '.join(schema.names)}"
+            )
+    return out
+
+
+def check_column_map(columns: Mapping[str, str] | None) -> None:
+    """Reject a column map whose keys are not event columns (the usual mistake: reversed pairs)."""
+    for engine_name, source in (columns or {}).items():
+        if engine_name not in EVENT_COLUMNS:
+            hint = " (pairs are ENGINE_NAME=YOUR_NAME)" if source in EVENT_COLUMNS else ""
+            raise ValueError(
+                f"column map: {engine_name!r} is not an event column{hint}; "
+                f"event columns are {', '.join(EVENT_COLUMNS)}"
+            )
+
+
+def read_batches(
+    file: InputFile, columns: Mapping[str, str] | None, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Stream one file as batches of at most `batch_size` rows, renamed to engine names.
+
+    Decoding runs on pyarrow's threads (the GIL is released); errors name the file.
+    """
+    try:
+        dataset = _dataset(file.path, file.format)
+        proj = projection(dataset.schema, columns, file.path)
+        if not proj:
+            raise InputError(
+                f"{file.path}: none of the event columns ({', '.join(EVENT_COLUMNS)}) is in the "
+                f"file (it has {', '.join(dataset.schema.names)}); map them with a column map"
+            )
+        scanner = dataset.scanner(columns=proj, batch_size=batch_size, use_threads=True)
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield batch
+    except pa.ArrowException as exc:
+        raise InputError(f"{file.path}: cannot read as {file.format}: {exc}") from exc

@@ -1,0 +1,329 @@
+"""The Faust app: consumes events and traits, segments them, publishes membership changes.
+
+Wiring only; what happens to a batch is in `processor.py`. The points that make the
+output exact under crashes and rebalances:
+
+- input topics are read with acks disabled, so Faust never commits offsets on its own;
+  the checkpoint (engine state + last applied offsets) is the only source of truth, and
+  Kafka's committed offset is set from it: after every checkpoint, and on assignment
+  (before Faust seeks to the committed offsets), to the checkpoint's offset + 1;
+- a checkpoint is written only after the producer has flushed, so every change caused
+  by the messages it covers is already on the output topic;
+- messages at or below a checkpoint's offsets are skipped, so a replay counts nothing twice.
+
+A single asyncio lock orders batches, clock ticks and checkpoints: the engine state
+never changes while it is being saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+
+from segstream.service.checkpoints import CheckpointStore
+from segstream.service.clock import tick_targets
+from segstream.service.codec import encode_changes
+from segstream.service.processor import Output, Processor
+from segstream.service.settings import ServiceSettings
+from segstream.service.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from segstream import Engine
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_response(view: View, body: Any, status: int = 200) -> Response:
+    data = json.dumps(body, default=_jsonable, separators=(",", ":")).encode()
+    return view.bytes(data, content_type="application/json", status=status)
+
+
+class SegstreamApp(faust.App):
+    """A Faust app that creates the service's topics before its consumer subscribes.
+
+    Left to the broker, a missing topic would be auto-created with one partition.
+    """
+
+    segstream_service: SegmentService
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        s = self.segstream_service.settings
+        counts = await ensure_topics(
+            s.broker,
+            [s.events_topic, s.traits_topic, s.changes_topic, s.dead_letter_topic],
+            s.partitions,
+        )
+        if counts.get(s.events_topic) != counts.get(s.traits_topic):
+            raise RuntimeError(
+                f"topics {s.events_topic!r} and {s.traits_topic!r} must have the same number "
+                f"of partitions (they have {counts.get(s.events_topic)} and "
+                f"{counts.get(s.traits_topic)}): a customer's events and traits must meet "
+                "in one partition"
+            )
+
+    async def on_stop(self) -> None:
+        # A clean stop leaves nothing to replay: checkpoint while the consumer (for the
+        # offset commit) and the producer (for the flush) still run.
+        try:
+            await self.segstream_service.checkpoint(force=True)
+        except Exception as exc:  # noqa: BLE001 - the last checkpoint still stands
+            self.log.warning("final checkpoint failed: %r", exc)
+        await super().on_stop()
+
+
+class SegmentService:
+    """One worker: the Faust app plus the partitions it owns."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        engine_factory: Callable[[str], Engine] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = CheckpointStore(settings.state_dir, settings.app_id)
+        self.processor = Processor(settings, self.store, engine_factory)
+        self.input_topics = (settings.events_topic, settings.traits_topic)
+        self.started = time.time()
+        self.counters = {"messages": 0, "applied": 0, "changes": 0, "dead_letters": 0}
+        self._lock = asyncio.Lock()
+        self.app = self._create_app()
+        self._wire()
+
+    # -- construction -----------------------------------------------------------------
+
+    def _create_app(self) -> SegstreamApp:
+        s = self.settings
+        # Faust wants a data dir for table stores; this app keeps its state in checkpoints.
+        datadir = os.path.join(tempfile.gettempdir(), "segstream-faust", s.app_id)
+        os.makedirs(os.path.dirname(datadir), exist_ok=True)
+        app = SegstreamApp(
+            s.app_id,
+            broker=s.broker,
+            datadir=datadir,
+            store="memory://",
+            web_port=s.web_port,
+            web_bind=s.web_bind,
+            web_host=s.web_bind,
+            consumer_auto_offset_reset="earliest",
+            topic_partitions=s.partitions,
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=s.session_timeout / 4,
+            # Our offsets are committed from checkpoints; Faust's commit loop has none to do.
+            broker_commit_livelock_soft_timeout=3600.0,
+            stream_buffer_maxsize=max(4 * s.batch_size, 16384),
+            producer_linger=0.005,
+            producer_max_batch_size=1 << 20,
+            producer_max_request_size=2 << 20,
+        )
+        app.segstream_service = self
+        return app
+
+    def _wire(self) -> None:
+        s = self.settings
+        app = self.app
+        source = app.topic(
+            *self.input_topics,
+            key_serializer="raw",
+            value_serializer="raw",
+            acks=False,
+        )
+
+        async def segment(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_size, within=s.batch_within):
+                await self.handle([event.message for event in events])
+
+        app.agent(source, name=f"{s.app_id}.segment")(segment)
+        app.timer(s.tick_interval, name=f"{s.app_id}.tick")(self.tick)
+        app.timer(min(1.0, s.checkpoint_interval), name=f"{s.app_id}.checkpoint")(
+            self.periodic_checkpoint
+        )
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        self._add_views()
+
+    def _add_views(self) -> None:
+        service = self
+
+        @self.app.page("/segments")
+        class Segments(View):
+            async def get(self, request: Request) -> Response:
+                return _json_response(self, service.processor.stats())
+
+        @self.app.page("/customers/{customer_id}")
+        class Customer(View):
+            async def get(self, request: Request, customer_id: str) -> Response:
+                profile = service.processor.profile(customer_id)
+                if profile is None:
+                    return _json_response(
+                        self,
+                        {"error": f"customer {customer_id!r} is unknown to this worker"},
+                        status=404,
+                    )
+                return _json_response(self, profile)
+
+        @self.app.page("/health")
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                return _json_response(self, service.health())
+
+    # -- processing -------------------------------------------------------------------
+
+    async def handle(self, messages: list[Any]) -> None:
+        """Apply one batch and publish what it caused; checkpoint if a partition is due."""
+        async with self._lock:
+            out = self.processor.process(messages)
+            self.counters["messages"] += len(messages)
+            self.counters["applied"] += out.applied
+            await self.publish(out)
+        if any(
+            state.pending >= self.settings.checkpoint_every
+            for state in self.processor.partitions.values()
+        ):
+            await self.checkpoint()
+
+    async def publish(self, out: Output) -> None:
+        """Hand changes and dead letters to the producer (buffered; flushed before checkpoints)."""
+        producer = self.app.producer
+        changes_topic = self.settings.changes_topic
+        for table in out.changes:
+            for key, value in encode_changes(table):
+                await producer.send(changes_topic, key, value, None, None, None)
+                self.counters["changes"] += 1
+        for letter in out.dead_letters:
+            key, value = letter.encode()
+            log.warning(
+                "dead letter %s/%d@%d: %s", letter.topic, letter.partition, letter.offset,
+                letter.reason,
+            )
+            await producer.send(self.settings.dead_letter_topic, key, value, None, None, None)
+            self.counters["dead_letters"] += 1
+
+    async def tick(self) -> None:
+        """Advance engine clocks (wall clock or watermark) and publish time-driven changes."""
+        async with self._lock:
+            targets = tick_targets(
+                self.settings.clock, self.processor.clocks(), self._caught_up
+            )
+            if targets:
+                await self.publish(self.processor.advance(targets))
+
+    def _caught_up(self, partition: int) -> bool:
+        consumer = self.app.consumer
+        state = self.processor.partitions.get(partition)
+        if state is None:
+            return False
+        for topic in self.input_topics:
+            highwater = consumer.highwater(TP(topic, partition))
+            if highwater is None:
+                return False
+            if highwater > 0 and state.applied.get(topic, -1) + 1 < highwater:
+                return False
+        return True
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    async def periodic_checkpoint(self) -> None:
+        await self.checkpoint()
+
+    async def checkpoint(self, force: bool = False) -> None:
+        """Save the partitions that are due and move Kafka's committed offsets to them."""
+        async with self._lock:
+            due = self.processor.due_checkpoints(force)
+            if not due:
+                return
+            await self.app.producer.flush()
+            commits = self.processor.checkpoint(due)
+        await self._commit(commits)
+
+    async def _commit(self, commits: dict[tuple[str, int], int]) -> None:
+        if not commits:
+            return
+        offsets = {TP(topic, p): offset for (topic, p), offset in commits.items()}
+        try:
+            # Faust's public commit() only commits acked offsets, and ours are never acked.
+            await self.app.consumer._commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is what counts; retry next time
+            log.warning("could not commit offsets %s: %r", offsets, exc)
+
+    # -- rebalancing ------------------------------------------------------------------
+
+    def _partitions(self, tps: Iterable[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic in self.input_topics}
+
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        parts = self._partitions(revoked)
+        if not parts:
+            return
+        async with self._lock:
+            await self.app.producer.flush()
+            self.processor.revoke(parts)
+        log.info("revoked partitions %s (checkpointed)", sorted(parts))
+
+    async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
+        parts = self._partitions(assigned)
+        async with self._lock:
+            # Partitions kept through an eager rebalance were revoked and saved; reload all
+            # so a partition another worker owned in between comes back with its state.
+            self.processor.revoke(set(self.processor.partitions) - parts)
+            await self.publish(self.processor.assign(parts))
+        log.info("assigned partitions %s", sorted(parts))
+
+    async def _on_rebalance_complete(self, app: faust.App, **_: Any) -> None:
+        # Sent just before Faust seeks every partition to its committed offset: make that
+        # offset the one after our checkpoint (0 when there is none), so nothing between
+        # a commit and a crash is lost, and a stale commit cannot skip messages.
+        async with self._lock:
+            commits = self.processor.resume_offsets()
+        await self._commit(commits)
+
+    # -- views ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "app_id": self.settings.app_id,
+            "clock_mode": self.settings.clock,
+            "partitions": {
+                str(p): {
+                    "clock": state.engine.clock,
+                    "offsets": state.applied,
+                    "pending": state.pending,
+                }
+                for p, state in sorted(self.processor.partitions.items())
+            },
+            "uptime_s": round(time.time() - self.started, 1),
+            **self.counters,
+        }
+
+
+def create_app(
+    settings: ServiceSettings, engine_factory: Callable[[str], Engine] | None = None
+) -> faust.App:
+    """A configured Faust app for `settings` (run it with `app.Worker(...)` or the faust CLI)."""
+    return SegmentService(settings, engine_factory).app

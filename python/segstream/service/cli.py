@@ -1,0 +1,155 @@
+"""The `segstream worker` and `segstream produce` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from segstream.service.settings import ServiceSettings
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+
+
+def register(subparsers: Any) -> None:
+    """Add `worker` and `produce` to the `segstream` command's subparsers."""
+    _register_worker(subparsers)
+    _register_produce(subparsers)
+
+
+def _register_worker(subparsers: Any) -> None:
+    d = ServiceSettings(rules="")
+    p = subparsers.add_parser(
+        "worker",
+        help="run the streaming service (a Faust worker) on a Kafka broker",
+        description=(
+            "Consume events and traits keyed by customer id, keep one engine per assigned "
+            "partition, and publish segment changes. Start more workers with the same "
+            "--app-id to share the partitions."
+        ),
+    )
+    p.add_argument("rules", help="rule-set YAML file")
+    p.add_argument("--broker", default=DEFAULT_BROKER, help="Kafka broker URL (%(default)s)")
+    p.add_argument("--app-id", default=d.app_id, help="Faust app id / consumer group (%(default)s)")
+    p.add_argument("--web-port", type=int, default=d.web_port, help="HTTP views port (%(default)s)")
+    p.add_argument("--events-topic", default=d.events_topic, help="(%(default)s)")
+    p.add_argument("--traits-topic", default=d.traits_topic, help="(%(default)s)")
+    p.add_argument("--changes-topic", default=d.changes_topic, help="(%(default)s)")
+    p.add_argument("--dead-letter-topic", default=d.dead_letter_topic, help="(%(default)s)")
+    p.add_argument(
+        "--partitions", type=int, default=d.partitions,
+        help="partitions of topics created when missing (%(default)s)",
+    )
+    p.add_argument(
+        "--state-dir", default=d.state_dir,
+        help="checkpoint directory or fsspec URL (%(default)s)",
+    )
+    p.add_argument(
+        "--clock", choices=["wall", "watermark"], default=d.clock,
+        help="what advances the engine clock between events (%(default)s)",
+    )
+    p.add_argument("--tick-interval", type=float, default=d.tick_interval, help="seconds (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(%(default)s)")
+    p.add_argument(
+        "--checkpoint-interval", type=float, default=d.checkpoint_interval,
+        help="seconds between checkpoints (%(default)s)",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, default=d.checkpoint_every,
+        help="checkpoint a partition after this many messages (%(default)s)",
+    )
+    p.add_argument(
+        "--max-message-bytes", type=int, default=d.max_message_bytes,
+        help="larger messages are dead-lettered (%(default)s)",
+    )
+    p.add_argument(
+        "--session-timeout", type=float, default=d.session_timeout,
+        help="seconds before a silent worker's partitions move to the others (%(default)s)",
+    )
+    p.add_argument("--loglevel", default="info", help="(%(default)s)")
+    p.set_defaults(func=run_worker)
+
+
+def _register_produce(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "produce",
+        help="send generated purchase events to the events topic",
+        description="Send a seeded, generated event stream (JSON messages keyed by customer id).",
+    )
+    p.add_argument("--broker", default=DEFAULT_BROKER, help="Kafka broker URL (%(default)s)")
+    p.add_argument("--topic", default="events", help="(%(default)s)")
+    p.add_argument("--events", type=int, default=10_000, help="how many messages (%(default)s)")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="messages per second; 0 = as fast as possible"
+    )
+    p.add_argument("--customers", type=int, default=1_000, help="distinct customers (%(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="generator seed (%(default)s)")
+    p.add_argument(
+        "--traits", action="store_true",
+        help="start with one trait upsert (identify) per customer",
+    )
+    p.add_argument(
+        "--partitions", type=int, default=4,
+        help="partitions if the topic must be created (%(default)s)",
+    )
+    p.set_defaults(func=run_produce)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
+    return ServiceSettings(
+        rules=args.rules,
+        broker=args.broker,
+        app_id=args.app_id,
+        events_topic=args.events_topic,
+        traits_topic=args.traits_topic,
+        changes_topic=args.changes_topic,
+        dead_letter_topic=args.dead_letter_topic,
+        partitions=args.partitions,
+        state_dir=args.state_dir,
+        clock=args.clock,
+        tick_interval=args.tick_interval,
+        batch_size=args.batch_size,
+        checkpoint_interval=args.checkpoint_interval,
+        checkpoint_every=args.checkpoint_every,
+        max_message_bytes=args.max_message_bytes,
+        web_port=args.web_port,
+        session_timeout=args.session_timeout,
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from segstream.service.app import create_app
+
+    try:
+        settings = settings_from_args(args)
+        app = create_app(settings)
+    except (ValueError, OSError) as exc:
+        print(f"segstream worker: {exc}", file=sys.stderr)
+        return 2
+    worker = app.Worker(loglevel=args.loglevel)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def run_produce(args: argparse.Namespace) -> int:
+    from segstream.generate import json_messages
+    from segstream.service.produce import keyed, produce
+
+    logging.basicConfig(level=logging.WARNING)
+    values = json_messages(
+        customers=args.customers, events=args.events, seed=args.seed, traits=args.traits
+    )
+    messages = keyed(values)
+    report = asyncio.run(
+        produce(args.broker, args.topic, messages, rate=args.rate or None, partitions=args.partitions)
+    )
+    print(
+        f"sent {report.messages} messages to {args.topic} in {report.seconds:.2f}s "
+        f"({report.rate:,.0f}/s)"
+    )
+    return 0

@@ -1,0 +1,463 @@
+//! Checkpoints: the whole state as one Arrow IPC file (one row per
+//! customer) plus metadata: format version, rules and their fingerprint,
+//! clock and source offsets. Any Arrow tool can read it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder, Int32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{DataType, Field, Schema};
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::membership::NO_STAGE;
+use crate::output::snapshot::ids_array;
+use crate::rules::compile::NodeKind;
+use crate::rules::expr::Value;
+use crate::rules::ruleset::RuleSetSpec;
+use crate::state::keyed::Entry;
+use crate::state::IdKind;
+
+/// Version written by this build; files with a larger one are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+fn err(msg: impl Into<String>) -> EngineError {
+    EngineError::Checkpoint(msg.into())
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => json!(b),
+        Value::Int(i) | Value::Money(i) | Value::Ts(i) | Value::Interval(i) => json!(i),
+        Value::Float(f) => json!(f),
+        Value::Str(s) => json!(&**s),
+    }
+}
+
+/// Builds the checkpoint table.
+pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
+    let n = engine.num_customers();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let mut push = |name: String, arr: ArrayRef| {
+        fields.push(Field::new(name, arr.data_type().clone(), true));
+        cols.push(arr);
+    };
+    push("customer_id".into(), ids_array(engine));
+    let a = &engine.state.agg;
+    let i64col = |v: &[i64]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().copied())) };
+    let u32col = |v: &[u32]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().map(|&x| x as i64))) };
+    push("gross".into(), i64col(&a.gross));
+    push("refunded".into(), i64col(&a.refunded));
+    push("max_order".into(), i64col(&a.max_order));
+    push("first_purchase".into(), i64col(&a.first_purchase));
+    push("last_purchase".into(), i64col(&a.last_purchase));
+    push("last_refund".into(), i64col(&a.last_refund));
+    push("orders".into(), u32col(&a.orders));
+    push("refunds".into(), u32col(&a.refunds));
+    push("items".into(), u32col(&a.items));
+    push("max_quantity".into(), u32col(&a.max_quantity));
+    let k = &engine.state.keyed;
+    for (i, acc) in k.acc.iter().enumerate() {
+        push(format!("acc_{i}"), i64col(acc));
+    }
+    for (i, hist) in k.hist.iter().enumerate() {
+        let mut b = ListBuilder::new(Int64Builder::new());
+        for entries in &hist[..n] {
+            for e in entries {
+                b.values().append_value(e.ts);
+                b.values().append_value(e.amount);
+                b.values().append_value(e.counts as i64);
+            }
+            b.append(true);
+        }
+        push(format!("hist_{i}"), Arc::new(b.finish()));
+    }
+    let mut sets = |name: &str, sets: &[Vec<u32>]| {
+        if sets.is_empty() {
+            return;
+        }
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for s in &sets[..n] {
+            for &x in s {
+                b.values().append_value(k.symbol(x));
+            }
+            b.append(true);
+        }
+        push(name.into(), Arc::new(b.finish()));
+    };
+    sets("category_set", &k.category_sets);
+    sets("product_set", &k.product_sets);
+    if !k.months.is_empty() {
+        let mut b = ListBuilder::new(Int32Builder::new());
+        for s in &k.months[..n] {
+            b.values().append_slice(s);
+            b.append(true);
+        }
+        push("months".into(), Arc::new(b.finish()));
+    }
+    if !engine.state.traits.decl.is_empty() {
+        let mut b = StringBuilder::new();
+        for c in 0..n {
+            let mut m = serde_json::Map::new();
+            for (t, (name, _)) in engine.state.traits.decl.iter().enumerate() {
+                let v = &engine.state.traits.values[t][c];
+                if *v != Value::Null {
+                    m.insert(name.clone(), value_json(v));
+                }
+            }
+            b.append_value(serde_json::Value::Object(m).to_string());
+        }
+        push("traits".into(), Arc::new(b.finish()));
+    }
+    for (i, node) in engine.rules.nodes.iter().enumerate() {
+        match &node.kind {
+            NodeKind::Segment { .. } => {
+                let mut b = BooleanBuilder::with_capacity(n);
+                b.append_slice(&engine.members.seg[i][..n]);
+                push(format!("seg:{}", node.name), Arc::new(b.finish()));
+                if !engine.members.last_exit[i].is_empty() {
+                    push(format!("last_exit:{}", node.name), i64col(&engine.members.last_exit[i]));
+                }
+            }
+            NodeKind::Lifecycle { .. } => {
+                let vals = engine.members.stage[i][..n].iter().map(|&s| s as i64);
+                push(format!("stage:{}", node.name), Arc::new(Int64Array::from_iter_values(vals)));
+            }
+        }
+    }
+    let due: Vec<i64> = (0..n as u32).map(|c| engine.timers.due(c)).collect();
+    push("next_due".into(), i64col(&due));
+    let mut by_customer: Vec<Vec<u64>> = vec![Vec::new(); n];
+    for &(c, h) in &engine.state.seen_events {
+        by_customer[c as usize].push(h);
+    }
+    let mut b = ListBuilder::new(UInt64Builder::new());
+    for mut hs in by_customer {
+        hs.sort_unstable();
+        b.values().append_slice(&hs);
+        b.append(true);
+    }
+    push("event_ids".into(), Arc::new(b.finish()));
+    let mut meta = HashMap::new();
+    meta.insert("segstream.format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("segstream.rules".to_string(), engine.rules.spec.to_json());
+    meta.insert("segstream.fingerprint".to_string(), engine.rules.fingerprint.clone());
+    meta.insert("segstream.clock".to_string(), engine.clock.map(|c| c.to_string()).unwrap_or_default());
+    meta.insert("segstream.offsets".to_string(), engine.offsets.clone());
+    meta.insert("segstream.column_map".to_string(), serde_json::to_string(&engine.column_map).unwrap_or_default());
+    meta.insert(
+        "segstream.id_kind".to_string(),
+        match engine.state.ids.kind() {
+            Some(IdKind::Int) => "int",
+            Some(IdKind::Str) => "str",
+            None => "",
+        }
+        .to_string(),
+    );
+    let schema = Arc::new(Schema::new_with_metadata(fields, meta));
+    RecordBatch::try_new(schema, cols).map_err(|e| err(e.to_string()))
+}
+
+/// Writes a checkpoint atomically (temp file, then rename).
+pub fn save(engine: &Engine, path: &str) -> Result<()> {
+    let batch = checkpoint_batch(engine)?;
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    let io = |e: std::io::Error| EngineError::Io { path: path.to_string(), source: e };
+    let file = File::create(&tmp).map_err(io)?;
+    let mut w = FileWriter::try_new(BufWriter::new(file), &batch.schema()).map_err(|e| err(e.to_string()))?;
+    w.write(&batch).map_err(|e| err(e.to_string()))?;
+    w.finish().map_err(|e| err(e.to_string()))?;
+    let mut inner = w.into_inner().map_err(|e| err(e.to_string()))?;
+    inner.flush().map_err(io)?;
+    inner.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// Reads a checkpoint. With `expect_fingerprint`, refuses files made with other rules.
+pub fn load(path: &str, expect_fingerprint: Option<&str>) -> Result<Engine> {
+    let file = File::open(path).map_err(|e| EngineError::Io { path: path.to_string(), source: e })?;
+    // A damaged file must be an error, never a crash of the host process.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_from(file, expect_fingerprint)));
+    match result {
+        Ok(r) => r.map_err(|e| match e {
+            EngineError::Checkpoint(m) => err(format!("{path}: {m}")),
+            other => other,
+        }),
+        Err(_) => Err(err(format!("{path}: the file is damaged (reading it failed)"))),
+    }
+}
+
+fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
+    let reader = FileReader::try_new(file, None).map_err(|e| err(format!("not a segstream checkpoint (Arrow IPC file): {e}")))?;
+    let schema = reader.schema();
+    let meta = schema.metadata().clone();
+    let get = |k: &str| meta.get(k).cloned().ok_or_else(|| err(format!("missing metadata `{k}`; not a segstream checkpoint")));
+    let version: u32 = get("segstream.format_version")?.parse().map_err(|_| err("bad format version"))?;
+    if version > FORMAT_VERSION {
+        return Err(err(format!(
+            "written in format {version} by a newer segstream; this build reads format {FORMAT_VERSION} or older"
+        )));
+    }
+    let fingerprint = get("segstream.fingerprint")?;
+    if let Some(want) = expect_fingerprint {
+        if want != fingerprint {
+            return Err(err(format!(
+                "made with other rules (fingerprint {fingerprint}, these rules {want}); load it without rules, or use replace_rules after loading"
+            )));
+        }
+    }
+    let spec = RuleSetSpec::from_json(&get("segstream.rules")?).map_err(|e| err(format!("stored rules: {e}")))?;
+    let mut engine = Engine::new(spec).map_err(|e| err(format!("stored rules: {e}")))?;
+    if engine.rules.fingerprint != fingerprint {
+        return Err(err("stored rules do not match the stored fingerprint"));
+    }
+    engine.clock = match get("segstream.clock")?.as_str() {
+        "" => None,
+        s => Some(s.parse().map_err(|_| err("bad clock"))?),
+    };
+    engine.offsets = get("segstream.offsets")?;
+    if serde_json::from_str::<serde_json::Value>(&engine.offsets).is_err() {
+        return Err(err("bad source offsets"));
+    }
+    let map: BTreeMap<String, String> = serde_json::from_str(&get("segstream.column_map")?).map_err(|_| err("bad column map"))?;
+    engine.column_map = map;
+    let kind = match get("segstream.id_kind")?.as_str() {
+        "int" => Some(IdKind::Int),
+        "str" => Some(IdKind::Str),
+        "" => None,
+        other => return Err(err(format!("unknown id kind `{other}`"))),
+    };
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| err(e.to_string()))?);
+    }
+    let batch = arrow_select_concat(&schema, &batches)?;
+    restore(&mut engine, kind, &batch)?;
+    Ok(engine)
+}
+
+fn arrow_select_concat(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema.clone())),
+        1 => Ok(batches[0].clone()),
+        _ => Err(err("expected one record batch")),
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| err(format!("missing column `{name}`")))
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
+    let c = column(batch, name)?;
+    if c.data_type() != &DataType::Int64 || c.null_count() > 0 {
+        return Err(err(format!("column `{name}` must be non-null int64")));
+    }
+    Ok(c.as_primitive::<Int64Type>().values().to_vec())
+}
+
+fn u32s(batch: &RecordBatch, name: &str) -> Result<Vec<u32>> {
+    ints(batch, name)?
+        .into_iter()
+        .map(|v| u32::try_from(v).map_err(|_| err(format!("column `{name}` holds {v}, out of range"))))
+        .collect()
+}
+
+fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Result<()> {
+    let n = batch.num_rows();
+    let ids = column(batch, "customer_id")?;
+    if n > 0 {
+        let kind = kind.ok_or_else(|| err("customers present but no id kind"))?;
+        let _ = engine.state.ids.set_kind(kind);
+        if ids.null_count() > 0 {
+            return Err(err("null customer id"));
+        }
+        match (kind, ids.data_type()) {
+            (IdKind::Str, DataType::Utf8) => {
+                for s in ids.as_string::<i32>().iter().flatten() {
+                    if engine.state.ids.intern_str(s).1 == false {
+                        return Err(err(format!("customer `{s}` appears twice")));
+                    }
+                }
+            }
+            (IdKind::Int, DataType::Int64) => {
+                for v in ids.as_primitive::<Int64Type>().values().iter() {
+                    if !engine.state.ids.intern_int(*v).1 {
+                        return Err(err(format!("customer {v} appears twice")));
+                    }
+                }
+            }
+            _ => return Err(err("customer_id column has the wrong type")),
+        }
+    } else if let Some(k) = kind {
+        let _ = engine.state.ids.set_kind(k);
+    }
+    engine.state.ensure(n);
+    engine.members.grow(&engine.rules, n);
+    engine.timers.grow(n);
+    let a = &mut engine.state.agg;
+    a.gross = ints(batch, "gross")?;
+    a.refunded = ints(batch, "refunded")?;
+    a.max_order = ints(batch, "max_order")?;
+    a.first_purchase = ints(batch, "first_purchase")?;
+    a.last_purchase = ints(batch, "last_purchase")?;
+    a.last_refund = ints(batch, "last_refund")?;
+    a.orders = u32s(batch, "orders")?;
+    a.refunds = u32s(batch, "refunds")?;
+    a.items = u32s(batch, "items")?;
+    a.max_quantity = u32s(batch, "max_quantity")?;
+    let k = &mut engine.state.keyed;
+    for i in 0..k.acc.len() {
+        k.acc[i] = ints(batch, &format!("acc_{i}"))?;
+    }
+    for i in 0..k.hist.len() {
+        let name = format!("hist_{i}");
+        let c = column(batch, &name)?;
+        let DataType::List(f) = c.data_type() else { return Err(err(format!("`{name}` must be a list"))) };
+        if f.data_type() != &DataType::Int64 {
+            return Err(err(format!("`{name}` must be list<int64>")));
+        }
+        let list = c.as_list::<i32>();
+        let mut out = Vec::with_capacity(n);
+        for row in 0..n {
+            let vals = list.value(row);
+            let vals = vals.as_primitive::<Int64Type>();
+            if vals.len() % 3 != 0 || vals.null_count() > 0 {
+                return Err(err(format!("`{name}` row {row} is malformed")));
+            }
+            let v = vals.values();
+            let mut entries: Vec<Entry> =
+                v.chunks_exact(3).map(|t| Entry { ts: t[0], amount: t[1], counts: t[2] != 0 }).collect();
+            entries.sort_by_key(|e| (e.ts, e.amount, e.counts));
+            out.push(entries);
+        }
+        k.hist[i] = out;
+    }
+    for (name, which) in [("category_set", 0), ("product_set", 1)] {
+        let wanted = if which == 0 { k.needs.category_set } else { k.needs.product_set };
+        if !wanted {
+            continue;
+        }
+        let c = column(batch, name)?;
+        let DataType::List(f) = c.data_type() else { return Err(err(format!("`{name}` must be a list"))) };
+        if f.data_type() != &DataType::Utf8 {
+            return Err(err(format!("`{name}` must be list<utf8>")));
+        }
+        let list = c.as_list::<i32>();
+        let mut sets = Vec::with_capacity(n);
+        for row in 0..n {
+            let vals = list.value(row);
+            let mut s: Vec<u32> = vals.as_string::<i32>().iter().flatten().map(|x| k.intern_symbol(x)).collect();
+            s.sort_unstable();
+            s.dedup();
+            sets.push(s);
+        }
+        if which == 0 {
+            k.category_sets = sets;
+        } else {
+            k.product_sets = sets;
+        }
+    }
+    if k.needs.months {
+        let c = column(batch, "months")?;
+        let DataType::List(f) = c.data_type() else { return Err(err("`months` must be a list")) };
+        if f.data_type() != &DataType::Int32 {
+            return Err(err("`months` must be list<int32>"));
+        }
+        let list = c.as_list::<i32>();
+        k.months = (0..n)
+            .map(|row| {
+                let v = list.value(row);
+                let mut m: Vec<i32> = v.as_primitive::<Int32Type>().iter().flatten().collect();
+                m.sort_unstable();
+                m.dedup();
+                m
+            })
+            .collect();
+    }
+    if !engine.state.traits.decl.is_empty() {
+        let c = column(batch, "traits")?;
+        if c.data_type() != &DataType::Utf8 {
+            return Err(err("`traits` must be utf8 JSON"));
+        }
+        let decl = engine.state.traits.decl.clone();
+        for (row, text) in c.as_string::<i32>().iter().enumerate() {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text.unwrap_or("{}")).map_err(|_| err(format!("traits row {row} is not JSON")))?;
+            for (t, (name, ty)) in decl.iter().enumerate() {
+                if let Some(v) = obj.get(name) {
+                    let val = match (ty, v) {
+                        (crate::rules::ruleset::TraitType::Timestamp, serde_json::Value::Number(x)) => {
+                            Value::Ts(x.as_i64().ok_or_else(|| err("bad timestamp trait"))?)
+                        }
+                        _ => crate::ingest::arrow_traits::trait_from_json(*ty, v).map_err(|e| err(format!("trait `{name}`: {e}")))?,
+                    };
+                    engine.state.traits.values[t][row] = val;
+                }
+            }
+        }
+    }
+    for i in 0..engine.rules.nodes.len() {
+        let node = &engine.rules.nodes[i];
+        match &node.kind {
+            NodeKind::Segment { .. } => {
+                let name = format!("seg:{}", node.name);
+                let c = column(batch, &name)?;
+                if c.data_type() != &DataType::Boolean || c.null_count() > 0 {
+                    return Err(err(format!("`{name}` must be non-null boolean")));
+                }
+                let vals: Vec<bool> = c.as_boolean().values().iter().collect();
+                engine.members.seg_count[i] = vals.iter().filter(|&&b| b).count();
+                engine.members.seg[i] = vals;
+                if !engine.members.last_exit[i].is_empty() {
+                    engine.members.last_exit[i] = ints(batch, &format!("last_exit:{}", node.name))?;
+                }
+            }
+            NodeKind::Lifecycle { stages } => {
+                let vals = ints(batch, &format!("stage:{}", node.name))?;
+                let mut counts = vec![0usize; stages.len()];
+                let mut out = Vec::with_capacity(n);
+                for v in vals {
+                    let s = if v == NO_STAGE as i64 {
+                        NO_STAGE
+                    } else if v >= 0 && (v as usize) < stages.len() {
+                        counts[v as usize] += 1;
+                        v as u8
+                    } else {
+                        return Err(err(format!("stage index {v} out of range for `{}`", node.name)));
+                    };
+                    out.push(s);
+                }
+                engine.members.stage[i] = out;
+                engine.members.stage_count[i] = counts;
+            }
+        }
+    }
+    for (c, due) in ints(batch, "next_due")?.into_iter().enumerate() {
+        engine.timers.set(c as u32, due);
+    }
+    let c = column(batch, "event_ids")?;
+    let DataType::List(f) = c.data_type() else { return Err(err("`event_ids` must be a list")) };
+    if f.data_type() != &DataType::UInt64 {
+        return Err(err("`event_ids` must be list<uint64>"));
+    }
+    let list = c.as_list::<i32>();
+    for row in 0..n {
+        let v = list.value(row);
+        for h in v.as_primitive::<UInt64Type>().iter().flatten() {
+            engine.state.seen_events.insert((row as u32, h));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! The engine: rules + state + memberships + clock. Every public operation
+//! either applies completely or returns an error having changed nothing.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+
+use crate::error::{EngineError, Result};
+use crate::ingest::{apply_event_batch, apply_json_messages, apply_trait_batch, Touched};
+use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
+use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
+use crate::rules::eval::EvalCtx;
+use crate::rules::ruleset::RuleSetSpec;
+use crate::state::aggregates::NO_LAST;
+use crate::state::State;
+use crate::time::timers::{TimerIndex, NEVER};
+
+/// Rows that were not applied, with the reason.
+pub type Rejected = Vec<(usize, String)>;
+
+/// What one ingest call did.
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    /// Membership changes caused by the call (event- and time-driven).
+    pub changes: Vec<Change>,
+    /// Rejected rows (input row index, reason).
+    pub rejected: Rejected,
+    /// Rows applied.
+    pub applied: usize,
+    /// Rows skipped as duplicates of an already-applied `event_id`.
+    pub duplicates: usize,
+}
+
+/// The segmentation engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Compiled rules.
+    pub rules: CompiledRules,
+    /// Per-customer state.
+    pub state: State,
+    /// Memberships.
+    pub members: Memberships,
+    /// Customers due to be re-evaluated by time.
+    pub timers: TimerIndex,
+    /// Engine time, ms (None before the first event or `advance_to`).
+    pub clock: Option<i64>,
+    /// Source offsets covered by the state (free-form JSON object text).
+    pub offsets: String,
+    /// Engine column name -> input column name.
+    pub column_map: BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// Compiles the rules and starts empty.
+    pub fn new(spec: RuleSetSpec) -> Result<Self> {
+        let rules = compile_ruleset(&spec)?;
+        Ok(Self::from_compiled(rules))
+    }
+
+    pub(crate) fn from_compiled(rules: CompiledRules) -> Self {
+        let state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
+        let members = Memberships::new(&rules);
+        Engine {
+            rules,
+            state,
+            members,
+            timers: TimerIndex::default(),
+            clock: None,
+            offsets: "{}".into(),
+            column_map: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the column map (engine name -> input column name).
+    pub fn set_column_map(&mut self, map: BTreeMap<String, String>) -> Result<()> {
+        const KNOWN: [&str; 10] = [
+            "customer_id", "ts", "event_type", "amount", "order_id", "product_ids", "categories", "quantity", "event_id", "flags",
+        ];
+        for k in map.keys() {
+            if !KNOWN.contains(&k.as_str()) {
+                let hint = crate::rules::diagnostics::did_you_mean(k, KNOWN.iter().copied());
+                return Err(EngineError::Invalid(format!("column map: unknown engine column `{k}`{hint}")));
+            }
+        }
+        self.column_map = map;
+        Ok(())
+    }
+
+    /// Number of customers.
+    pub fn num_customers(&self) -> usize {
+        self.state.len()
+    }
+
+    fn grow(&mut self) {
+        let n = self.state.len();
+        self.state.ensure(n);
+        self.members.grow(&self.rules, n);
+        self.timers.grow(n);
+    }
+
+    /// Applies a batch of events, then re-evaluates the customers it touched
+    /// and anyone the moved clock made due.
+    pub fn ingest(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
+        let mut touched = Touched::default();
+        let (rejected, stats) = apply_event_batch(&mut self.state, &self.column_map, self.clock, batch, &mut touched)?;
+        self.grow();
+        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, ..Default::default() };
+        self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
+        Ok(out)
+    }
+
+    /// Applies JSON messages (flat events, Segment-spec `track`/`identify`).
+    pub fn ingest_json(&mut self, messages: &[&[u8]]) -> IngestOutcome {
+        let mut touched = Touched::default();
+        let mut traits_touched = Touched::default();
+        let (rejected, stats) =
+            apply_json_messages(&mut self.state, self.clock, messages, &mut touched, &mut traits_touched);
+        self.grow();
+        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, ..Default::default() };
+        self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
+        let now = self.clock.unwrap_or(0);
+        for &c in &traits_touched.list {
+            if !touched.contains(c) {
+                self.evaluate(c, now, Cause::Traits, &mut out.changes);
+            }
+        }
+        out
+    }
+
+    /// Upserts profile traits and re-evaluates those customers.
+    pub fn update_traits(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
+        let mut touched = Touched::default();
+        let rejected = apply_trait_batch(&mut self.state, &self.column_map, batch, &mut touched)?;
+        self.grow();
+        let mut out = IngestOutcome { applied: touched.list.len(), rejected, ..Default::default() };
+        let now = self.clock.unwrap_or(0);
+        for &c in &touched.list {
+            self.evaluate(c, now, Cause::Traits, &mut out.changes);
+        }
+        Ok(out)
+    }
+
+    /// Moves the clock after a batch and evaluates what must be.
+    fn settle(&mut self, touched: &Touched, max_ts: Option<i64>, cause: Cause, out: &mut Vec<Change>) {
+        let candidate = max_ts.map(|t| t.saturating_sub(self.rules.lateness));
+        let new_clock = match (self.clock, candidate) {
+            (Some(c), Some(n)) => Some(c.max(n)),
+            (None, n) => n,
+            (c, None) => c,
+        };
+        let Some(now) = new_clock else { return };
+        self.clock = Some(now);
+        for &c in &touched.list {
+            self.evaluate(c, now, cause, out);
+        }
+        self.run_timers(now, out);
+    }
+
+    /// Advances the clock to `t` (never backwards) and returns the changes
+    /// that time alone caused, each at the instant it happened.
+    pub fn advance_to(&mut self, t: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.clock.is_some_and(|c| t <= c) {
+            return out;
+        }
+        self.clock = Some(t);
+        self.run_timers(t, &mut out);
+        out
+    }
+
+    fn run_timers(&mut self, until: i64, out: &mut Vec<Change>) {
+        while let Some((at, c)) = self.timers.pop_due(until) {
+            self.evaluate(c, at, Cause::Time, out);
+        }
+    }
+
+    /// Re-evaluates every node for customer `c` at `now`, records changes and
+    /// reschedules its timer.
+    pub(crate) fn evaluate(&mut self, c: u32, now: i64, cause: Cause, out: &mut Vec<Change>) {
+        let ci = c as usize;
+        let mut next = NEVER;
+        for oi in 0..self.rules.order.len() {
+            let n = self.rules.order[oi];
+            let node = &self.rules.nodes[n];
+            let mut ctx = EvalCtx { rules: &self.rules, state: &self.state, members: &self.members, c: ci, now, next };
+            match &node.kind {
+                NodeKind::Segment { rule, cooldown, .. } => {
+                    let holds = ctx.truth(rule);
+                    let was = self.members.seg[n][ci];
+                    let mut is = holds;
+                    if holds && !was {
+                        if let Some(cd) = cooldown {
+                            let last = self.members.last_exit[n][ci];
+                            if last != NO_LAST && now < last.saturating_add(*cd) {
+                                is = false;
+                                ctx.candidate(last.saturating_add(*cd));
+                            }
+                        }
+                    }
+                    next = ctx.next;
+                    if is != was {
+                        self.members.seg[n][ci] = is;
+                        if is {
+                            self.members.seg_count[n] += 1;
+                        } else {
+                            self.members.seg_count[n] -= 1;
+                            if cooldown.is_some() {
+                                self.members.last_exit[n][ci] = now;
+                            }
+                        }
+                        out.push(Change {
+                            customer: c,
+                            node: n as u32,
+                            kind: if is { ChangeKind::Enter } else { ChangeKind::Exit },
+                            from: NO_STAGE,
+                            to: NO_STAGE,
+                            at: now,
+                            cause,
+                        });
+                    }
+                }
+                NodeKind::Lifecycle { stages } => {
+                    let mut to = NO_STAGE;
+                    for (s, (_, rule)) in stages.iter().enumerate() {
+                        if ctx.truth(rule) {
+                            to = s as u8;
+                            break;
+                        }
+                    }
+                    next = ctx.next;
+                    let from = self.members.stage[n][ci];
+                    if from != to {
+                        self.members.stage[n][ci] = to;
+                        if from != NO_STAGE {
+                            self.members.stage_count[n][from as usize] -= 1;
+                        }
+                        if to != NO_STAGE {
+                            self.members.stage_count[n][to as usize] += 1;
+                        }
+                        let kind = match (from, to) {
+                            (NO_STAGE, _) => ChangeKind::Enter,
+                            (_, NO_STAGE) => ChangeKind::Exit,
+                            (f, t) if t < f => ChangeKind::Progress,
+                            _ => ChangeKind::Regress,
+                        };
+                        out.push(Change { customer: c, node: n as u32, kind, from, to, at: now, cause });
+                    }
+                }
+            }
+        }
+        self.timers.set(c, if self.rules.any_time_dependent() { next } else { NEVER });
+    }
+
+    /// Customer indexes in a segment, or in any stage of a lifecycle
+    /// (`lifecycle` or `lifecycle.stage`).
+    pub fn members_of(&self, name: &str) -> Result<Vec<u32>> {
+        let (node_name, stage_name) = match name.split_once('.') {
+            Some((a, b)) => (a, Some(b)),
+            None => (name, None),
+        };
+        let Some(n) = self.rules.node_index(node_name) else {
+            let names: Vec<&str> = self.rules.nodes.iter().map(|n| n.name.as_str()).collect();
+            let hint = crate::rules::diagnostics::did_you_mean(node_name, names.iter().copied());
+            return Err(EngineError::Invalid(format!("unknown segment `{node_name}`{hint}")));
+        };
+        match (&self.rules.nodes[n].kind, stage_name) {
+            (NodeKind::Segment { .. }, None) => Ok(self.members.seg[n]
+                .iter()
+                .enumerate()
+                .filter(|(_, &m)| m)
+                .map(|(c, _)| c as u32)
+                .collect()),
+            (NodeKind::Segment { .. }, Some(_)) => {
+                Err(EngineError::Invalid(format!("`{node_name}` is a segment and has no stages")))
+            }
+            (NodeKind::Lifecycle { stages }, stage) => {
+                let want = match stage {
+                    Some(s) => match stages.iter().position(|(n, _)| n == s) {
+                        Some(i) => Some(i as u8),
+                        None => {
+                            return Err(EngineError::Invalid(format!("lifecycle `{node_name}` has no stage `{s}`")))
+                        }
+                    },
+                    None => None,
+                };
+                Ok(self.members.stage[n]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| s != NO_STAGE && want.is_none_or(|w| w == s))
+                    .map(|(c, _)| c as u32)
+                    .collect())
+            }
+        }
+    }
+
+    /// Replaces the rules, re-evaluates everyone and returns the changes
+    /// (cause `rules`). Refuses, changing nothing, when the new rules need
+    /// history the current state did not keep.
+    pub fn replace_rules(&mut self, spec: RuleSetSpec) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
+        let new_rules = compile_ruleset(&spec)?;
+        let old_needs = &self.state.keyed.needs;
+        let missing = old_needs.missing_from(&new_rules.needs);
+        if !missing.is_empty() && !self.state.is_empty() {
+            return Err(EngineError::MissingHistory(format!(
+                "the new rules need history that the current state did not keep: {}. \
+                 Build a new engine with these rules and re-ingest the events instead.",
+                missing.join("; ")
+            )));
+        }
+        if self.state.ids.kind().is_some() && new_rules.scale != self.rules.scale {
+            return Err(EngineError::Invalid(
+                "the new rules change currency_scale; amounts already kept would be misread. Re-ingest the events instead.".into(),
+            ));
+        }
+        let state = crate::state::rekey(&self.state, &new_rules);
+        let mut members = Memberships::new(&new_rules);
+        let n = state.len();
+        members.grow(&new_rules, n);
+        let mut removed = Vec::new();
+        let now = self.clock.unwrap_or(0);
+        // Carry memberships of nodes that keep their name and kind; report the
+        // members of removed nodes as exits.
+        for (i, old) in self.rules.nodes.iter().enumerate() {
+            match new_rules.node_index(&old.name) {
+                Some(j) if new_rules.nodes[j].is_segment() == old.is_segment() => {
+                    if old.is_segment() {
+                        members.seg[j] = self.members.seg[i].clone();
+                        members.seg_count[j] = self.members.seg_count[i];
+                        if !members.last_exit[j].is_empty() && !self.members.last_exit[i].is_empty() {
+                            members.last_exit[j] = self.members.last_exit[i].clone();
+                        }
+                    } else if let (NodeKind::Lifecycle { stages: os }, NodeKind::Lifecycle { stages: ns }) =
+                        (&old.kind, &new_rules.nodes[j].kind)
+                    {
+                        // Stages are matched by name; a stage that disappeared reads as none.
+                        let map: Vec<u8> = os
+                            .iter()
+                            .map(|(name, _)| ns.iter().position(|(m, _)| m == name).map(|p| p as u8).unwrap_or(NO_STAGE))
+                            .collect();
+                        for c in 0..n {
+                            let s = self.members.stage[i][c];
+                            let mapped = if s == NO_STAGE { NO_STAGE } else { map[s as usize] };
+                            members.stage[j][c] = mapped;
+                            if mapped != NO_STAGE {
+                                members.stage_count[j][mapped as usize] += 1;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for c in 0..n {
+                        let from_stage = match &old.kind {
+                            NodeKind::Segment { .. } => None,
+                            NodeKind::Lifecycle { stages } => match self.members.stage[i][c] {
+                                NO_STAGE => None,
+                                s => Some(stages[s as usize].0.clone()),
+                            },
+                        };
+                        let was_member = old.is_segment() && self.members.seg[i][c];
+                        if was_member || from_stage.is_some() {
+                            removed.push(RemovedNodeExit { customer: c as u32, from_stage, at: now, name: old.name.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        self.rules = new_rules;
+        self.state = state;
+        self.members = members;
+        self.timers = TimerIndex::default();
+        self.timers.grow(n);
+        let mut out = Vec::new();
+        for c in 0..n as u32 {
+            self.evaluate(c, now, Cause::Rules, &mut out);
+        }
+        Ok((out, removed))
+    }
+}
+
+/// A member of a node that the new rules no longer define.
+#[derive(Debug, Clone)]
+pub struct RemovedNodeExit {
+    /// Customer index.
+    pub customer: u32,
+    /// Stage before, for lifecycles.
+    pub from_stage: Option<String>,
+    /// Engine time.
+    pub at: i64,
+    /// The removed node's name.
+    pub name: String,
+}

@@ -1,0 +1,201 @@
+//! Applying an Arrow batch of events.
+
+use std::collections::BTreeMap;
+
+use arrow_array::{Array, RecordBatch};
+
+use super::columns::{find, id_column, int_column, text_column, AmountColumn, IdColumn, TagColumn, TsColumn};
+use super::{event_id_hash, BatchStats, Touched};
+use crate::engine::Rejected;
+use crate::error::{EngineError, Result};
+use crate::state::{CustomerId, EventKind, EventRow, EventTags, IdKind, State};
+
+/// Validates the schema (changing nothing on error), then applies each valid
+/// row; invalid rows are returned with their reason.
+pub fn apply_event_batch(
+    state: &mut State,
+    map: &BTreeMap<String, String>,
+    clock: Option<i64>,
+    batch: &RecordBatch,
+    touched: &mut Touched,
+) -> Result<(Rejected, BatchStats)> {
+    let required = |name: &str| {
+        find(batch, map, name).ok_or_else(|| {
+            let shown = map.get(name).map(|s| s.as_str()).unwrap_or(name);
+            let have: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            EngineError::schema(
+                name,
+                format!("required column `{shown}` is missing (columns present: {}); map yours with the column map", have.join(", ")),
+            )
+        })
+    };
+    let ids = id_column("customer_id", required("customer_id")?)?;
+    let kind = match ids {
+        IdColumn::Str(_) => IdKind::Str,
+        IdColumn::Int(..) => IdKind::Int,
+    };
+    if let Some(have) = state.ids.kind() {
+        if have != kind {
+            return Err(EngineError::schema(
+                "customer_id",
+                format!("this engine holds {} ids but the batch has {} ids", kind_name(have), kind_name(kind)),
+            ));
+        }
+    }
+    let ts = TsColumn::new("ts", required("ts")?)?;
+    let event_type = find(batch, map, "event_type").map(|c| text_column("event_type", c)).transpose()?;
+    let amount = find(batch, map, "amount").map(|c| AmountColumn::new("amount", c)).transpose()?;
+    let quantity = find(batch, map, "quantity").map(|c| int_column("quantity", c, true)).transpose()?;
+    let event_id = find(batch, map, "event_id").map(|c| text_column("event_id", c)).transpose()?;
+    let products = if state.keyed.wants_products() {
+        find(batch, map, "product_ids").map(|c| TagColumn::new("product_ids", c)).transpose()?
+    } else {
+        None
+    };
+    let categories = if state.keyed.wants_categories() {
+        find(batch, map, "categories").map(|c| TagColumn::new("categories", c)).transpose()?
+    } else {
+        None
+    };
+    let flags = if state.keyed.wants_flags() {
+        find(batch, map, "flags").map(|c| TagColumn::new("flags", c)).transpose()?
+    } else {
+        None
+    };
+    // From here on nothing can fail as a whole: rows are applied or rejected one by one.
+    if batch.num_rows() > 0 {
+        let _ = state.ids.set_kind(kind);
+    }
+    let scale_digits = state_scale_digits(state);
+    let mut rejected = Vec::new();
+    let mut stats = BatchStats::default();
+    let mut tags = EventTags::default();
+    for i in 0..batch.num_rows() {
+        let cid = match &ids {
+            IdColumn::Str(a) => {
+                if a.is_null(i) {
+                    rejected.push((i, "customer_id is null".into()));
+                    continue;
+                }
+                CustomerId::Str(a.value(i))
+            }
+            IdColumn::Int(a, orig) => {
+                if orig.is_null(i) {
+                    rejected.push((i, "customer_id is null".into()));
+                    continue;
+                }
+                if a.is_null(i) {
+                    rejected.push((i, "customer_id does not fit in int64".into()));
+                    continue;
+                }
+                CustomerId::Int(a.value(i))
+            }
+        };
+        let t = match ts.get(i) {
+            Ok(t) => t,
+            Err(reason) => {
+                rejected.push((i, reason));
+                continue;
+            }
+        };
+        let ev_kind = match &event_type {
+            Some(a) if !a.is_null(i) => match a.value(i) {
+                "purchase" => EventKind::Purchase,
+                "refund" => EventKind::Refund,
+                "" => {
+                    rejected.push((i, "event_type is empty".into()));
+                    continue;
+                }
+                other => EventKind::Signal(state.keyed.signal_index(other)),
+            },
+            _ => EventKind::Purchase,
+        };
+        let money = !matches!(ev_kind, EventKind::Signal(_));
+        let amt = match (&amount, money) {
+            (_, false) => 0,
+            (None, true) => {
+                rejected.push((i, "amount is required for purchases and refunds (column missing)".into()));
+                continue;
+            }
+            (Some(col), true) => match col.get(i, scale_digits) {
+                Ok(Some(v)) if v >= 0 => v,
+                Ok(Some(_)) => {
+                    rejected.push((i, "amount is negative; send refunds as event_type `refund` with a positive amount".into()));
+                    continue;
+                }
+                Ok(None) => {
+                    rejected.push((i, "amount is null".into()));
+                    continue;
+                }
+                Err(reason) => {
+                    rejected.push((i, reason));
+                    continue;
+                }
+            },
+        };
+        let qty = match &quantity {
+            Some((a, orig)) if !orig.is_null(i) => {
+                if a.is_null(i) {
+                    rejected.push((i, "quantity is not an integer".into()));
+                    continue;
+                }
+                let q = a.value(i);
+                if q < 0 {
+                    rejected.push((i, format!("quantity {q} is negative")));
+                    continue;
+                }
+                Some(q)
+            }
+            _ => None,
+        };
+        // Unreferenced signals change nothing; skip them early.
+        if matches!(ev_kind, EventKind::Signal(None)) {
+            stats.applied += 1;
+            stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
+            continue;
+        }
+        tags.clear();
+        if money {
+            if let Some(col) = &products {
+                col.for_each(i, |p| state.keyed.tag_product(&mut tags, p));
+            }
+            if let Some(col) = &categories {
+                col.for_each(i, |c| state.keyed.tag_category(&mut tags, c));
+            }
+            if let Some(col) = &flags {
+                col.for_each(i, |f| state.keyed.tag_flag(&mut tags, f));
+            }
+        }
+        let (c, new) = match cid {
+            CustomerId::Str(s) => state.ids.intern_str(s),
+            CustomerId::Int(v) => state.ids.intern_int(v),
+        };
+        if new {
+            state.ensure(c as usize + 1);
+        }
+        if let Some(ids) = &event_id {
+            if !ids.is_null(i) && !state.seen_events.insert((c, event_id_hash(ids.value(i).as_bytes()))) {
+                stats.duplicates += 1;
+                continue;
+            }
+        }
+        let row = EventRow { ts: t, kind: ev_kind, amount: amt, quantity: qty, tags: &tags };
+        state.apply(c, &row, clock);
+        touched.add(c);
+        stats.applied += 1;
+        stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
+    }
+    Ok((rejected, stats))
+}
+
+fn kind_name(k: IdKind) -> &'static str {
+    match k {
+        IdKind::Str => "text",
+        IdKind::Int => "integer",
+    }
+}
+
+/// Currency scale digits, kept on the state so decoders need no rules.
+fn state_scale_digits(state: &State) -> u32 {
+    state.scale_digits
+}

@@ -1,0 +1,54 @@
+//! Turning input (Arrow batches, JSON messages) into validated events and
+//! trait upserts, and applying them. Rows that fail validation are rejected
+//! with a reason before anything of theirs is applied.
+
+pub mod arrow_events;
+pub mod arrow_traits;
+pub mod columns;
+pub mod json;
+
+pub use arrow_events::apply_event_batch;
+pub use arrow_traits::apply_trait_batch;
+pub use json::apply_json_messages;
+
+use rustc_hash::FxHashSet;
+
+/// Customers touched by a call, in first-touch order.
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// Customer indexes.
+    pub list: Vec<u32>,
+    seen: FxHashSet<u32>,
+}
+
+impl Touched {
+    /// Records a customer.
+    #[inline]
+    pub fn add(&mut self, c: u32) {
+        if self.seen.insert(c) {
+            self.list.push(c);
+        }
+    }
+
+    /// True if recorded.
+    pub fn contains(&self, c: u32) -> bool {
+        self.seen.contains(&c)
+    }
+}
+
+/// Counters from applying a batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchStats {
+    /// Events applied.
+    pub applied: usize,
+    /// Events skipped as already-applied `event_id`s.
+    pub duplicates: usize,
+    /// Latest event time applied.
+    pub max_ts: Option<i64>,
+}
+
+/// Hash of an event id for the idempotency set.
+#[inline]
+pub fn event_id_hash(id: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id)
+}

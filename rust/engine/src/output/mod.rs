@@ -1,0 +1,10 @@
+//! Arrow and JSON views of the engine: change batches, the per-customer
+//! snapshot, profiles and segment sizes.
+
+pub mod changes;
+pub mod profile;
+pub mod snapshot;
+
+pub use changes::{change_schema, changes_batch, holdout_flag};
+pub use profile::{profile_json, stats_json};
+pub use snapshot::{ids_array, ids_for, snapshot_batch};

@@ -1,0 +1,258 @@
+//! `segstream._segstream.Engine`: a thin handle on the Rust engine. It only
+//! converts arguments and results; all logic lives in `segstream-engine`.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use arrow_array::RecordBatch;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use pyo3_arrow::input::AnyRecordBatch;
+use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
+use segstream_engine::state::CustomerId;
+use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
+
+use crate::convert::{array, json_to_py, rejected_table, table};
+use crate::errors::{panic_to_py, to_py};
+
+/// Runs engine work without the GIL, turning panics into Python errors.
+fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|_| panic_to_py(what))
+}
+
+fn read_batches(py: Python<'_>, data: AnyRecordBatch) -> PyResult<Vec<RecordBatch>> {
+    let reader = data.into_reader()?;
+    py.detach(|| reader.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| PyTypeError::new_err(format!("could not read the Arrow input: {e}")))
+}
+
+/// The segmentation engine (low-level handle; use `segstream.Engine`).
+#[pyclass(module = "segstream._segstream", name = "Engine")]
+pub struct PyEngine {
+    inner: Engine,
+}
+
+impl PyEngine {
+    fn changes<'py>(&self, py: Python<'py>, changes: &[Change]) -> PyResult<Bound<'py, PyAny>> {
+        table(py, changes_batch(&self.inner, changes, &[]))
+    }
+
+    fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> PyResult<Bound<'py, PyAny>> {
+        let changes = self.changes(py, &out.changes)?;
+        let rejected = rejected_table(py, &out.rejected)?;
+        Ok((changes, rejected, out.applied, out.duplicates).into_pyobject(py)?.into_any())
+    }
+}
+
+fn spec_from_json(py: Python<'_>, rules_json: &str) -> PyResult<RuleSetSpec> {
+    RuleSetSpec::from_json(rules_json).map_err(|e| to_py(py, e))
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Compiles `rules_json` (the rule set as JSON) and starts empty.
+    #[new]
+    #[pyo3(signature = (rules_json, column_map=None))]
+    fn new(py: Python<'_>, rules_json: &str, column_map: Option<BTreeMap<String, String>>) -> PyResult<Self> {
+        let spec = spec_from_json(py, rules_json)?;
+        let mut inner = Engine::new(spec).map_err(|e| to_py(py, e))?;
+        if let Some(map) = column_map {
+            inner.set_column_map(map).map_err(|e| to_py(py, e))?;
+        }
+        Ok(PyEngine { inner })
+    }
+
+    /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
+    fn ingest<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyAny>> {
+        let batches = read_batches(py, data)?;
+        let engine = &mut self.inner;
+        let result = guarded(py, "ingesting events", || -> Result<IngestOutcome, EngineError> {
+            let mut total = IngestOutcome::default();
+            let mut offset = 0usize;
+            for b in &batches {
+                let out = engine.ingest(b)?;
+                total.changes.extend(out.changes);
+                total.rejected.extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
+                total.applied += out.applied;
+                total.duplicates += out.duplicates;
+                offset += b.num_rows();
+            }
+            Ok(total)
+        })?;
+        let out = result.map_err(|e| to_py(py, e))?;
+        self.outcome(py, out)
+    }
+
+    /// Applies JSON messages (a list of bytes); returns `(changes, rejected, applied, duplicates)`.
+    fn ingest_json<'py>(&mut self, py: Python<'py>, messages: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyAny>> {
+        let mut owned: Vec<Vec<u8>> = Vec::with_capacity(messages.len());
+        for m in messages.iter() {
+            if let Ok(b) = m.cast::<PyBytes>() {
+                owned.push(b.as_bytes().to_vec());
+            } else if let Ok(s) = m.extract::<String>() {
+                owned.push(s.into_bytes());
+            } else {
+                return Err(PyTypeError::new_err("ingest_json takes a list of bytes or str messages"));
+            }
+        }
+        let engine = &mut self.inner;
+        let out = guarded(py, "ingesting JSON", || {
+            let refs: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
+            engine.ingest_json(&refs)
+        })?;
+        self.outcome(py, out)
+    }
+
+    /// Upserts traits; returns `(changes, rejected, applied, duplicates)`.
+    fn update_traits<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyAny>> {
+        let batches = read_batches(py, data)?;
+        let engine = &mut self.inner;
+        let result = guarded(py, "updating traits", || -> Result<IngestOutcome, EngineError> {
+            let mut total = IngestOutcome::default();
+            let mut offset = 0usize;
+            for b in &batches {
+                let out = engine.update_traits(b)?;
+                total.changes.extend(out.changes);
+                total.rejected.extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
+                total.applied += out.applied;
+                offset += b.num_rows();
+            }
+            Ok(total)
+        })?;
+        let out = result.map_err(|e| to_py(py, e))?;
+        self.outcome(py, out)
+    }
+
+    /// Advances the clock to `ms` (epoch milliseconds); returns the changes.
+    fn advance_to<'py>(&mut self, py: Python<'py>, ms: i64) -> PyResult<Bound<'py, PyAny>> {
+        let engine = &mut self.inner;
+        let changes = guarded(py, "advancing the clock", || engine.advance_to(ms))?;
+        self.changes(py, &changes)
+    }
+
+    /// Engine time in epoch ms, or None.
+    #[getter]
+    fn clock(&self) -> Option<i64> {
+        self.inner.clock
+    }
+
+    /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
+    fn members<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.inner.members_of(name).map_err(|e| to_py(py, e))?;
+        array(py, ids_for(&self.inner, &idx))
+    }
+
+    /// One customer's profile as a dict; KeyError if unknown.
+    fn profile<'py>(&self, py: Python<'py>, customer_id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let text_id;
+        let id = if let Ok(i) = customer_id.extract::<i64>() {
+            CustomerId::Int(i)
+        } else {
+            text_id = customer_id.extract::<String>()?;
+            CustomerId::Str(&text_id)
+        };
+        let id = match (self.inner.state.ids.kind(), id) {
+            (Some(segstream_engine::state::IdKind::Str), CustomerId::Int(i)) => {
+                return self.profile(py, &i.to_string().into_pyobject(py)?.into_any());
+            }
+            (_, id) => id,
+        };
+        match profile_json(&self.inner, id) {
+            Ok(v) => json_to_py(py, &v.to_string()),
+            Err(_) => Err(pyo3::exceptions::PyKeyError::new_err(id.to_text())),
+        }
+    }
+
+    /// One row per customer: id, aggregates, traits, segments, stages.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = &self.inner;
+        let batch = guarded(py, "building the snapshot", || snapshot_batch(engine))?;
+        table(py, batch)
+    }
+
+    /// Segment sizes (and customers per stage for lifecycles).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &stats_json(&self.inner).to_string())
+    }
+
+    /// Writes a checkpoint with the given source offsets (JSON object text).
+    #[pyo3(signature = (path, offsets_json=None))]
+    fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> PyResult<()> {
+        if let Some(o) = offsets_json {
+            self.inner.offsets = o.to_string();
+        }
+        let engine = &self.inner;
+        let path = path.to_string();
+        guarded(py, "saving a checkpoint", || checkpoint::save(engine, &path))?.map_err(|e| to_py(py, e))
+    }
+
+    /// Reads a checkpoint; with `fingerprint`, refuses one made with other rules.
+    #[staticmethod]
+    #[pyo3(signature = (path, fingerprint=None))]
+    fn load(py: Python<'_>, path: &str, fingerprint: Option<String>) -> PyResult<Self> {
+        let path = path.to_string();
+        let inner = guarded(py, "loading a checkpoint", || checkpoint::load(&path, fingerprint.as_deref()))?
+            .map_err(|e| to_py(py, e))?;
+        Ok(PyEngine { inner })
+    }
+
+    /// Source offsets saved with / loaded from a checkpoint (JSON object text).
+    #[getter]
+    fn offsets(&self) -> String {
+        self.inner.offsets.clone()
+    }
+
+    /// Replaces the rules; returns the changes (cause `rules`).
+    fn replace_rules<'py>(&mut self, py: Python<'py>, rules_json: &str) -> PyResult<Bound<'py, PyAny>> {
+        let spec = spec_from_json(py, rules_json)?;
+        let engine = &mut self.inner;
+        let result = guarded(py, "replacing rules", || engine.replace_rules(spec))?;
+        let (changes, removed) = result.map_err(|e| to_py(py, e))?;
+        table(py, changes_batch(&self.inner, &changes, &removed))
+    }
+
+    /// Fingerprint of the compiled rules.
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.inner.rules.fingerprint.clone()
+    }
+
+    /// The rule set as JSON.
+    #[getter]
+    fn rules_json(&self) -> String {
+        self.inner.rules.spec.to_json()
+    }
+
+    /// Number of customers.
+    #[getter]
+    fn num_customers(&self) -> usize {
+        self.inner.num_customers()
+    }
+
+    /// Customers with a pending time-driven re-evaluation.
+    #[getter]
+    fn pending_timers(&self) -> usize {
+        self.inner.timers.pending()
+    }
+
+    /// Approximate bytes of state: `{"base": .., "ids": .., "keyed": .., "per_customer_base": ..}`.
+    fn memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = &self.inner.state;
+        let v = serde_json::json!({
+            "customers": s.len(),
+            "base_bytes_per_customer": segstream_engine::state::Aggregates::BYTES_PER_CUSTOMER,
+            "ids": s.ids.heap_bytes(),
+            "keyed": s.keyed.heap_bytes(),
+        });
+        json_to_py(py, &v.to_string())
+    }
+}
+
+/// Compiles a rule set and describes what each segment needs (JSON text).
+#[pyfunction]
+pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> PyResult<Bound<'py, PyAny>> {
+    let spec = spec_from_json(py, rules_json)?;
+    let text = segstream_engine::rules::describe::describe(&spec).map_err(|e| to_py(py, e))?;
+    json_to_py(py, &text)
+}
