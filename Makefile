@@ -51,6 +51,10 @@ lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy
 	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy python/segstream
 
+.PHONY: lint-rust-fmt
+lint-rust-fmt: ## cargo fmt --check only
+	cargo fmt --all -- --check
+
 .PHONY: fmt
 fmt: $(STAMP) ## format Rust and Python
 	cargo fmt --all

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,25 +145,31 @@ async def send_messages(
 # -- consuming -----------------------------------------------------------------------------
 
 
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("error_code", 0) == 0 and entry.get("topic") == topic:
+            return sorted(p["partition"] for p in entry["partitions"])
+    return []
+
+
 async def _read_topic(
     bootstrap: str, topic: str, min_count: int, idle: float, timeout: float
 ) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    parts = await _partitions(bootstrap, topic)
+    if not parts:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        deadline = time.monotonic() + timeout
-        parts: set[int] | None = None
-        while parts is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts is None:
-                await consumer.topics()  # refresh metadata; the topic may be new
-                parts = consumer.partitions_for_topic(topic)
-                if parts is None:
-                    await asyncio.sleep(0.2)
-        if not parts:
-            return []
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

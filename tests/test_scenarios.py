@@ -207,20 +207,35 @@ def test_cross_sell_enters_30_days_after_the_last_kitchen_purchase() -> None:
     assert members(engine, seg) == ["c", "d"]
 
 
-def test_events_that_move_the_clock_fire_the_timers_due_before_them() -> None:
+def test_events_of_others_that_move_the_clock_fire_the_timers_due_before_them() -> None:
     engine = load("cross_sell")
     seg = "cross_sell_tableware"
     ingest(engine, kitchen("f", day(0)), kitchen("g", day(0)))
-    # f is due at day 30; an event of another customer at day 35 moves the clock past it.
+    # f and g are due at day 30; an event of another customer at day 35 moves the clock past it.
     assert changes(ingest(engine, electronics("x", day(35)))) == [
         Change("f", seg, "enter", day(30), "time"),
         Change("g", seg, "enter", day(30), "time"),
     ]
-    ingest(engine, kitchen("h", day(35)))
-    # h's tableware order comes after h's due time: h was a member in between.
-    assert changes(ingest(engine, tableware("h", day(70)))) == [
-        Change("h", seg, "enter", day(65), "time"),
-        Change("h", seg, "exit", day(70), "event"),
+
+
+def test_a_customers_own_later_event_comes_after_their_due_timer() -> None:
+    # docs/rules.md, Time: clock movement re-evaluates the customers that are due "at the
+    # instant they are due". An event at day 40 cannot undo what time did at day 30.
+    engine = load("cross_sell")
+    seg = "cross_sell_tableware"
+    ingest(engine, kitchen("h", day(0)), kitchen("k", day(0)))
+    assert changes(ingest(engine, electronics("h", day(40)), tableware("k", day(40)))) == [
+        Change("h", seg, "enter", day(30), "time"),
+        Change("k", seg, "enter", day(30), "time"),
+        Change("k", seg, "exit", day(40), "event"),
+    ]
+    # The same for a dormant customer who comes back: dormant from day 100 to day 200.
+    engine = load("dormant")
+    ingest(engine, ev("d", day(0)))
+    ingest(engine, ev("d", day(10)))
+    assert changes(ingest(engine, ev("d", day(200)))) == [
+        Change("d", "dormant", "enter", day(100), "time"),
+        Change("d", "dormant", "exit", day(200), "event"),
     ]
 
 

@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from segstream.generate import purchase_events, traits_table
 
     console = Console()
-    rules = args.rules.read_text("utf-8") if args.rules is not None else default_rules()
     try:
+        rules = args.rules.read_text("utf-8") if args.rules is not None else default_rules()
         engine = segstream.Engine(rules)
-    except segstream.SegstreamError as exc:
+    except (OSError, segstream.SegstreamError) as exc:
         console.print(f"[red]cannot load the rules[/red] {args.rules or 'default'}: {exc}")
         return 1
     console.print(
@@ -103,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         advance_seconds = 0.0
 
-    all_changes = pa.concat_tables([c for c in changes if c.num_rows]) if changes else None
-    _print_sizes(console, engine.stats(), args.customers)
+    nonempty = [c for c in changes if c.num_rows]
+    all_changes = pa.concat_tables(nonempty) if nonempty else None
+    _print_sizes(console, engine.stats(), args.customers, all_changes)
     console.print(
         f"ingest: {events:,} events in {ingest_seconds:.2f} s of engine time "
         f"= [bold]{events / max(ingest_seconds, 1e-9):,.0f} events/s[/bold] "
@@ -117,20 +118,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sizes(console: Console, stats: dict[str, Any], customers: int) -> None:
+def _print_sizes(
+    console: Console, stats: dict[str, Any], customers: int, changes: pa.Table | None
+) -> None:
     from rich.table import Table
 
-    table = Table(title="Segment sizes")
+    # Short-lived segments (recent buyers, browsers) are mostly empty once the clock has
+    # moved on, so how many ever entered says more about them than the final size.
+    entered: Counter[tuple[str, str | None]] = Counter()
+    if changes is not None:
+        for segment, change, to_stage in zip(
+            changes.column("segment").to_pylist(),
+            changes.column("change").to_pylist(),
+            changes.column("to_stage").to_pylist(),
+            strict=True,
+        ):
+            if to_stage is not None:
+                entered[(segment, to_stage)] += 1
+            elif change == "enter":
+                entered[(segment, None)] += 1
+
+    table = Table(title=f"Segment sizes at the end ({customers:,} customers)")
     table.add_column("segment")
     table.add_column("members", justify="right")
     table.add_column("share", justify="right")
+    table.add_column("entries", justify="right")
     for name, value in stats.items():
         # A lifecycle reports a count per stage; a segment a single count.
-        if isinstance(value, dict):
-            for stage, count in value.items():
-                table.add_row(f"{name}: {stage}", f"{count:,}", f"{count / customers:.1%}")
-        else:
-            table.add_row(name, f"{value:,}", f"{value / customers:.1%}")
+        rows = value.items() if isinstance(value, dict) else [(None, value)]
+        for stage, count in rows:
+            label = name if stage is None else f"{name}: {stage}"
+            share = f"{count / customers:.1%}"
+            table.add_row(label, f"{count:,}", share, f"{entered[(name, stage)]:,}")
     console.print(table)
 
 
@@ -164,7 +183,7 @@ def _print_sample(console: Console, changes: pa.Table) -> None:
     sample = entries.take(pa.array(range(0, entries.num_rows, step))[:SAMPLE_SIZE])
     table = Table(title="Sample of enter/exit events")
     for name in ("customer_id", "segment", "change", "at", "cause", "holdout"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name in ("customer_id", "at"))
     for row in sample.to_pylist():
         table.add_row(
             str(row["customer_id"]),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 
 use crate::error::{EngineError, Result};
-use crate::ingest::{apply_event_batch, apply_json_messages, apply_trait_batch, Touched};
+use crate::ingest::{apply_json_messages, apply_resolved, apply_trait_batch, resolve, Touched};
 use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
 use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
 use crate::rules::eval::EvalCtx;
@@ -101,10 +101,15 @@ impl Engine {
     /// Applies a batch of events, then re-evaluates the customers it touched
     /// and anyone the moved clock made due.
     pub fn ingest(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
+        let resolved = resolve(&self.state, &self.column_map, batch)?;
+        let mut changes = Vec::new();
+        if let Some((lo, hi)) = resolved.ts_range() {
+            self.fire_timers_before(lo, hi, &mut changes);
+        }
         let mut touched = Touched::default();
-        let (rejected, stats) = apply_event_batch(&mut self.state, &self.column_map, self.clock, batch, &mut touched)?;
+        let (rejected, stats) = apply_resolved(&mut self.state, self.clock, &resolved, &mut touched);
         self.grow();
-        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, ..Default::default() };
+        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, changes };
         self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
         Ok(out)
     }
@@ -138,6 +143,21 @@ impl Engine {
             self.evaluate(c, now, Cause::Traits, &mut out.changes);
         }
         Ok(out)
+    }
+
+    /// Time-driven changes due before the batch's earliest event fire first,
+    /// at their own instants and on the state before the batch, so that an
+    /// event cannot undo what time had already done. Timers falling inside the
+    /// batch's time range are settled after it, at the new clock.
+    fn fire_timers_before(&mut self, earliest: i64, latest: i64, out: &mut Vec<Change>) {
+        if self.clock.is_none() {
+            return;
+        }
+        let new_clock = latest.saturating_sub(self.rules.lateness);
+        let until = earliest.saturating_sub(1).min(new_clock);
+        if self.clock.is_some_and(|c| until > c) {
+            self.run_timers(until, out);
+        }
     }
 
     /// Moves the clock after a batch and evaluates what must be.

@@ -10,15 +10,36 @@ use crate::engine::Rejected;
 use crate::error::{EngineError, Result};
 use crate::state::{CustomerId, EventKind, EventRow, EventTags, IdKind, State};
 
-/// Validates the schema (changing nothing on error), then applies each valid
-/// row; invalid rows are returned with their reason.
-pub fn apply_event_batch(
-    state: &mut State,
-    map: &BTreeMap<String, String>,
-    clock: Option<i64>,
-    batch: &RecordBatch,
-    touched: &mut Touched,
-) -> Result<(Rejected, BatchStats)> {
+/// A batch whose columns passed schema validation.
+pub struct Resolved {
+    rows: usize,
+    ids: IdColumn,
+    kind: IdKind,
+    ts: TsColumn,
+    event_type: Option<arrow_array::StringArray>,
+    amount: Option<AmountColumn>,
+    quantity: Option<(arrow_array::Int64Array, arrow_array::ArrayRef)>,
+    event_id: Option<arrow_array::StringArray>,
+    products: Option<TagColumn>,
+    categories: Option<TagColumn>,
+    flags: Option<TagColumn>,
+}
+
+impl Resolved {
+    /// Earliest and latest readable event time in the batch.
+    pub fn ts_range(&self) -> Option<(i64, i64)> {
+        let mut out: Option<(i64, i64)> = None;
+        for i in 0..self.rows {
+            if let Ok(t) = self.ts.get(i) {
+                out = Some(out.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+            }
+        }
+        out
+    }
+}
+
+/// Checks the batch's columns against the engine (changing nothing).
+pub fn resolve(state: &State, map: &BTreeMap<String, String>, batch: &RecordBatch) -> Result<Resolved> {
     let required = |name: &str| {
         find(batch, map, name).ok_or_else(|| {
             let shown = map.get(name).map(|s| s.as_str()).unwrap_or(name);
@@ -62,16 +83,28 @@ pub fn apply_event_batch(
     } else {
         None
     };
+    Ok(Resolved { rows: batch.num_rows(), ids, kind, ts, event_type, amount, quantity, event_id, products, categories, flags })
+}
+
+/// Applies each valid row of a resolved batch; invalid rows are returned with their reason.
+pub fn apply_resolved(
+    state: &mut State,
+    clock: Option<i64>,
+    r: &Resolved,
+    touched: &mut Touched,
+) -> (Rejected, BatchStats) {
+    let Resolved { rows, ids, kind, ts, event_type, amount, quantity, event_id, products, categories, flags } = r;
+    let kind = *kind;
     // From here on nothing can fail as a whole: rows are applied or rejected one by one.
-    if batch.num_rows() > 0 {
+    if *rows > 0 {
         let _ = state.ids.set_kind(kind);
     }
     let scale_digits = state_scale_digits(state);
     let mut rejected = Vec::new();
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
-    for i in 0..batch.num_rows() {
-        let cid = match &ids {
+    for i in 0..*rows {
+        let cid = match ids {
             IdColumn::Str(a) => {
                 if a.is_null(i) {
                     rejected.push((i, "customer_id is null".into()));
@@ -98,7 +131,7 @@ pub fn apply_event_batch(
                 continue;
             }
         };
-        let ev_kind = match &event_type {
+        let ev_kind = match event_type {
             Some(a) if !a.is_null(i) => match a.value(i) {
                 "purchase" => EventKind::Purchase,
                 "refund" => EventKind::Refund,
@@ -111,7 +144,7 @@ pub fn apply_event_batch(
             _ => EventKind::Purchase,
         };
         let money = !matches!(ev_kind, EventKind::Signal(_));
-        let amt = match (&amount, money) {
+        let amt = match (amount, money) {
             (_, false) => 0,
             (None, true) => {
                 rejected.push((i, "amount is required for purchases and refunds (column missing)".into()));
@@ -133,7 +166,7 @@ pub fn apply_event_batch(
                 }
             },
         };
-        let qty = match &quantity {
+        let qty = match quantity {
             Some((a, orig)) if !orig.is_null(i) => {
                 if a.is_null(i) {
                     rejected.push((i, "quantity is not an integer".into()));
@@ -156,13 +189,13 @@ pub fn apply_event_batch(
         }
         tags.clear();
         if money {
-            if let Some(col) = &products {
+            if let Some(col) = products {
                 col.for_each(i, |p| state.keyed.tag_product(&mut tags, p));
             }
-            if let Some(col) = &categories {
+            if let Some(col) = categories {
                 col.for_each(i, |c| state.keyed.tag_category(&mut tags, c));
             }
-            if let Some(col) = &flags {
+            if let Some(col) = flags {
                 col.for_each(i, |f| state.keyed.tag_flag(&mut tags, f));
             }
         }
@@ -173,7 +206,7 @@ pub fn apply_event_batch(
         if new {
             state.ensure(c as usize + 1);
         }
-        if let Some(ids) = &event_id {
+        if let Some(ids) = event_id {
             if !ids.is_null(i) && !state.seen_events.insert((c, event_id_hash(ids.value(i).as_bytes()))) {
                 stats.duplicates += 1;
                 continue;
@@ -185,7 +218,7 @@ pub fn apply_event_batch(
         stats.applied += 1;
         stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
     }
-    Ok((rejected, stats))
+    (rejected, stats)
 }
 
 fn kind_name(k: IdKind) -> &'static str {
