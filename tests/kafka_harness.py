@@ -173,6 +173,7 @@ async def _read_topic(
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
         records: list[Any] = []
         last_new = time.monotonic()
         while time.monotonic() < deadline:
@@ -181,7 +182,9 @@ async def _read_topic(
             if got:
                 records.extend(got)
                 last_new = time.monotonic()
-            elif len(records) >= min_count and time.monotonic() - last_new >= idle:
+                continue
+            at_end = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+            if at_end and len(records) >= min_count and time.monotonic() - last_new >= idle:
                 break
         return records
     finally:
@@ -189,10 +192,12 @@ async def _read_topic(
 
 
 def read_topic(
-    bootstrap: str, topic: str, min_count: int = 0, idle: float = 1.5, timeout: float = 60.0
+    bootstrap: str, topic: str, min_count: int = 0, idle: float = 0.3, timeout: float = 60.0
 ) -> list[Any]:
-    """Every record of `topic` from the beginning, once `min_count` are there and none came
-    for `idle` seconds (or at `timeout`). Records are aiokafka ConsumerRecords."""
+    """Every record of `topic` from the beginning: at least up to its end when called, at
+    least `min_count`, then until none came for `idle` seconds (or at `timeout`).
+
+    Records are aiokafka ConsumerRecords, in order within each partition."""
     return run(_read_topic(bootstrap, topic, min_count, idle, timeout))
 
 

@@ -7,7 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder, Int32Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
@@ -54,8 +56,13 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     };
     push("customer_id".into(), ids_array(engine));
     let a = &engine.state.agg;
-    let i64col = |v: &[i64]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().copied())) };
-    let u32col = |v: &[u32]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().map(|&x| x as i64))) };
+    let i64col =
+        |v: &[i64]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().copied())) };
+    let u32col = |v: &[u32]| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            v[..n].iter().map(|&x| x as i64),
+        ))
+    };
     push("gross".into(), i64col(&a.gross));
     push("refunded".into(), i64col(&a.refunded));
     push("max_order".into(), i64col(&a.max_order));
@@ -126,12 +133,18 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
                 b.append_slice(&engine.members.seg[i][..n]);
                 push(format!("seg:{}", node.name), Arc::new(b.finish()));
                 if !engine.members.last_exit[i].is_empty() {
-                    push(format!("last_exit:{}", node.name), i64col(&engine.members.last_exit[i]));
+                    push(
+                        format!("last_exit:{}", node.name),
+                        i64col(&engine.members.last_exit[i]),
+                    );
                 }
             }
             NodeKind::Lifecycle { .. } => {
                 let vals = engine.members.stage[i][..n].iter().map(|&s| s as i64);
-                push(format!("stage:{}", node.name), Arc::new(Int64Array::from_iter_values(vals)));
+                push(
+                    format!("stage:{}", node.name),
+                    Arc::new(Int64Array::from_iter_values(vals)),
+                );
             }
         }
     }
@@ -149,12 +162,24 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     }
     push("event_ids".into(), Arc::new(b.finish()));
     let mut meta = HashMap::new();
-    meta.insert("segstream.format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert(
+        "segstream.format_version".to_string(),
+        FORMAT_VERSION.to_string(),
+    );
     meta.insert("segstream.rules".to_string(), engine.rules.spec.to_json());
-    meta.insert("segstream.fingerprint".to_string(), engine.rules.fingerprint.clone());
-    meta.insert("segstream.clock".to_string(), engine.clock.map(|c| c.to_string()).unwrap_or_default());
+    meta.insert(
+        "segstream.fingerprint".to_string(),
+        engine.rules.fingerprint.clone(),
+    );
+    meta.insert(
+        "segstream.clock".to_string(),
+        engine.clock.map(|c| c.to_string()).unwrap_or_default(),
+    );
     meta.insert("segstream.offsets".to_string(), engine.offsets.clone());
-    meta.insert("segstream.column_map".to_string(), serde_json::to_string(&engine.column_map).unwrap_or_default());
+    meta.insert(
+        "segstream.column_map".to_string(),
+        serde_json::to_string(&engine.column_map).unwrap_or_default(),
+    );
     meta.insert(
         "segstream.id_kind".to_string(),
         match engine.state.ids.kind() {
@@ -172,38 +197,62 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
 pub fn save(engine: &Engine, path: &str) -> Result<()> {
     let batch = checkpoint_batch(engine)?;
     let tmp = format!("{path}.tmp-{}", std::process::id());
-    let io = |e: std::io::Error| EngineError::Io { path: path.to_string(), source: e };
+    let io = |e: std::io::Error| EngineError::Io {
+        path: path.to_string(),
+        source: e,
+    };
     let file = File::create(&tmp).map_err(io)?;
-    let mut w = FileWriter::try_new(BufWriter::new(file), &batch.schema()).map_err(|e| err(e.to_string()))?;
+    let mut w = FileWriter::try_new(BufWriter::new(file), &batch.schema())
+        .map_err(|e| err(e.to_string()))?;
     w.write(&batch).map_err(|e| err(e.to_string()))?;
     w.finish().map_err(|e| err(e.to_string()))?;
     let mut inner = w.into_inner().map_err(|e| err(e.to_string()))?;
     inner.flush().map_err(io)?;
-    inner.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+    inner
+        .into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(())
 }
 
 /// Reads a checkpoint. With `expect_fingerprint`, refuses files made with other rules.
 pub fn load(path: &str, expect_fingerprint: Option<&str>) -> Result<Engine> {
-    let file = File::open(path).map_err(|e| EngineError::Io { path: path.to_string(), source: e })?;
+    let file = File::open(path).map_err(|e| EngineError::Io {
+        path: path.to_string(),
+        source: e,
+    })?;
     // A damaged file must be an error, never a crash of the host process.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_from(file, expect_fingerprint)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        load_from(file, expect_fingerprint)
+    }));
     match result {
         Ok(r) => r.map_err(|e| match e {
             EngineError::Checkpoint(m) => err(format!("{path}: {m}")),
             other => other,
         }),
-        Err(_) => Err(err(format!("{path}: the file is damaged (reading it failed)"))),
+        Err(_) => Err(err(format!(
+            "{path}: the file is damaged (reading it failed)"
+        ))),
     }
 }
 
 fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
-    let reader = FileReader::try_new(file, None).map_err(|e| err(format!("not a segstream checkpoint (Arrow IPC file): {e}")))?;
+    let reader = FileReader::try_new(file, None)
+        .map_err(|e| err(format!("not a segstream checkpoint (Arrow IPC file): {e}")))?;
     let schema = reader.schema();
     let meta = schema.metadata().clone();
-    let get = |k: &str| meta.get(k).cloned().ok_or_else(|| err(format!("missing metadata `{k}`; not a segstream checkpoint")));
-    let version: u32 = get("segstream.format_version")?.parse().map_err(|_| err("bad format version"))?;
+    let get = |k: &str| {
+        meta.get(k).cloned().ok_or_else(|| {
+            err(format!(
+                "missing metadata `{k}`; not a segstream checkpoint"
+            ))
+        })
+    };
+    let version: u32 = get("segstream.format_version")?
+        .parse()
+        .map_err(|_| err("bad format version"))?;
     if version > FORMAT_VERSION {
         return Err(err(format!(
             "written in format {version} by a newer segstream; this build reads format {FORMAT_VERSION} or older"
@@ -217,7 +266,8 @@ fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
             )));
         }
     }
-    let spec = RuleSetSpec::from_json(&get("segstream.rules")?).map_err(|e| err(format!("stored rules: {e}")))?;
+    let spec = RuleSetSpec::from_json(&get("segstream.rules")?)
+        .map_err(|e| err(format!("stored rules: {e}")))?;
     let mut engine = Engine::new(spec).map_err(|e| err(format!("stored rules: {e}")))?;
     if engine.rules.fingerprint != fingerprint {
         return Err(err("stored rules do not match the stored fingerprint"));
@@ -230,7 +280,8 @@ fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
     if serde_json::from_str::<serde_json::Value>(&engine.offsets).is_err() {
         return Err(err("bad source offsets"));
     }
-    let map: BTreeMap<String, String> = serde_json::from_str(&get("segstream.column_map")?).map_err(|_| err("bad column map"))?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(&get("segstream.column_map")?).map_err(|_| err("bad column map"))?;
     engine.column_map = map;
     let kind = match get("segstream.id_kind")?.as_str() {
         "int" => Some(IdKind::Int),
@@ -256,7 +307,9 @@ fn arrow_select_concat(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    batch.column_by_name(name).ok_or_else(|| err(format!("missing column `{name}`")))
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| err(format!("missing column `{name}`")))
 }
 
 fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
@@ -270,7 +323,9 @@ fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
 fn u32s(batch: &RecordBatch, name: &str) -> Result<Vec<u32>> {
     ints(batch, name)?
         .into_iter()
-        .map(|v| u32::try_from(v).map_err(|_| err(format!("column `{name}` holds {v}, out of range"))))
+        .map(|v| {
+            u32::try_from(v).map_err(|_| err(format!("column `{name}` holds {v}, out of range")))
+        })
         .collect()
 }
 
@@ -286,7 +341,7 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
         match (kind, ids.data_type()) {
             (IdKind::Str, DataType::Utf8) => {
                 for s in ids.as_string::<i32>().iter().flatten() {
-                    if engine.state.ids.intern_str(s).1 == false {
+                    if !engine.state.ids.intern_str(s).1 {
                         return Err(err(format!("customer `{s}` appears twice")));
                     }
                 }
@@ -324,7 +379,9 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
     for i in 0..k.hist.len() {
         let name = format!("hist_{i}");
         let c = column(batch, &name)?;
-        let DataType::List(f) = c.data_type() else { return Err(err(format!("`{name}` must be a list"))) };
+        let DataType::List(f) = c.data_type() else {
+            return Err(err(format!("`{name}` must be a list")));
+        };
         if f.data_type() != &DataType::Int64 {
             return Err(err(format!("`{name}` must be list<int64>")));
         }
@@ -337,20 +394,32 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
                 return Err(err(format!("`{name}` row {row} is malformed")));
             }
             let v = vals.values();
-            let mut entries: Vec<Entry> =
-                v.chunks_exact(3).map(|t| Entry { ts: t[0], amount: t[1], counts: t[2] != 0 }).collect();
+            let mut entries: Vec<Entry> = v
+                .chunks_exact(3)
+                .map(|t| Entry {
+                    ts: t[0],
+                    amount: t[1],
+                    counts: t[2] != 0,
+                })
+                .collect();
             entries.sort_by_key(|e| (e.ts, e.amount, e.counts));
             out.push(entries);
         }
         k.hist[i] = out;
     }
     for (name, which) in [("category_set", 0), ("product_set", 1)] {
-        let wanted = if which == 0 { k.needs.category_set } else { k.needs.product_set };
+        let wanted = if which == 0 {
+            k.needs.category_set
+        } else {
+            k.needs.product_set
+        };
         if !wanted {
             continue;
         }
         let c = column(batch, name)?;
-        let DataType::List(f) = c.data_type() else { return Err(err(format!("`{name}` must be a list"))) };
+        let DataType::List(f) = c.data_type() else {
+            return Err(err(format!("`{name}` must be a list")));
+        };
         if f.data_type() != &DataType::Utf8 {
             return Err(err(format!("`{name}` must be list<utf8>")));
         }
@@ -358,7 +427,12 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
         let mut sets = Vec::with_capacity(n);
         for row in 0..n {
             let vals = list.value(row);
-            let mut s: Vec<u32> = vals.as_string::<i32>().iter().flatten().map(|x| k.intern_symbol(x)).collect();
+            let mut s: Vec<u32> = vals
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(|x| k.intern_symbol(x))
+                .collect();
             s.sort_unstable();
             s.dedup();
             sets.push(s);
@@ -371,7 +445,9 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
     }
     if k.needs.months {
         let c = column(batch, "months")?;
-        let DataType::List(f) = c.data_type() else { return Err(err("`months` must be a list")) };
+        let DataType::List(f) = c.data_type() else {
+            return Err(err("`months` must be a list"));
+        };
         if f.data_type() != &DataType::Int32 {
             return Err(err("`months` must be list<int32>"));
         }
@@ -394,14 +470,17 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
         let decl = engine.state.traits.decl.clone();
         for (row, text) in c.as_string::<i32>().iter().enumerate() {
             let obj: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(text.unwrap_or("{}")).map_err(|_| err(format!("traits row {row} is not JSON")))?;
+                serde_json::from_str(text.unwrap_or("{}"))
+                    .map_err(|_| err(format!("traits row {row} is not JSON")))?;
             for (t, (name, ty)) in decl.iter().enumerate() {
                 if let Some(v) = obj.get(name) {
                     let val = match (ty, v) {
-                        (crate::rules::ruleset::TraitType::Timestamp, serde_json::Value::Number(x)) => {
-                            Value::Ts(x.as_i64().ok_or_else(|| err("bad timestamp trait"))?)
-                        }
-                        _ => crate::ingest::arrow_traits::trait_from_json(*ty, v).map_err(|e| err(format!("trait `{name}`: {e}")))?,
+                        (
+                            crate::rules::ruleset::TraitType::Timestamp,
+                            serde_json::Value::Number(x),
+                        ) => Value::Ts(x.as_i64().ok_or_else(|| err("bad timestamp trait"))?),
+                        _ => crate::ingest::arrow_traits::trait_from_json(*ty, v)
+                            .map_err(|e| err(format!("trait `{name}`: {e}")))?,
                     };
                     engine.state.traits.values[t][row] = val;
                 }
@@ -435,7 +514,10 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
                         counts[v as usize] += 1;
                         v as u8
                     } else {
-                        return Err(err(format!("stage index {v} out of range for `{}`", node.name)));
+                        return Err(err(format!(
+                            "stage index {v} out of range for `{}`",
+                            node.name
+                        )));
                     };
                     out.push(s);
                 }
@@ -448,7 +530,9 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
         engine.timers.set(c as u32, due);
     }
     let c = column(batch, "event_ids")?;
-    let DataType::List(f) = c.data_type() else { return Err(err("`event_ids` must be a list")) };
+    let DataType::List(f) = c.data_type() else {
+        return Err(err("`event_ids` must be a list"));
+    };
     if f.data_type() != &DataType::UInt64 {
         return Err(err("`event_ids` must be list<uint64>"));
     }

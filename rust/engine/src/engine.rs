@@ -74,12 +74,23 @@ impl Engine {
     /// Sets the column map (engine name -> input column name).
     pub fn set_column_map(&mut self, map: BTreeMap<String, String>) -> Result<()> {
         const KNOWN: [&str; 10] = [
-            "customer_id", "ts", "event_type", "amount", "order_id", "product_ids", "categories", "quantity", "event_id", "flags",
+            "customer_id",
+            "ts",
+            "event_type",
+            "amount",
+            "order_id",
+            "product_ids",
+            "categories",
+            "quantity",
+            "event_id",
+            "flags",
         ];
         for k in map.keys() {
             if !KNOWN.contains(&k.as_str()) {
                 let hint = crate::rules::diagnostics::did_you_mean(k, KNOWN.iter().copied());
-                return Err(EngineError::Invalid(format!("column map: unknown engine column `{k}`{hint}")));
+                return Err(EngineError::Invalid(format!(
+                    "column map: unknown engine column `{k}`{hint}"
+                )));
             }
         }
         self.column_map = map;
@@ -107,9 +118,15 @@ impl Engine {
             self.fire_timers_before(lo, hi, &mut changes);
         }
         let mut touched = Touched::default();
-        let (rejected, stats) = apply_resolved(&mut self.state, self.clock, &resolved, &mut touched);
+        let (rejected, stats) =
+            apply_resolved(&mut self.state, self.clock, &resolved, &mut touched);
         self.grow();
-        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, changes };
+        let mut out = IngestOutcome {
+            rejected,
+            applied: stats.applied,
+            duplicates: stats.duplicates,
+            changes,
+        };
         self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
         Ok(out)
     }
@@ -118,10 +135,20 @@ impl Engine {
     pub fn ingest_json(&mut self, messages: &[&[u8]]) -> IngestOutcome {
         let mut touched = Touched::default();
         let mut traits_touched = Touched::default();
-        let (rejected, stats) =
-            apply_json_messages(&mut self.state, self.clock, messages, &mut touched, &mut traits_touched);
+        let (rejected, stats) = apply_json_messages(
+            &mut self.state,
+            self.clock,
+            messages,
+            &mut touched,
+            &mut traits_touched,
+        );
         self.grow();
-        let mut out = IngestOutcome { rejected, applied: stats.applied, duplicates: stats.duplicates, ..Default::default() };
+        let mut out = IngestOutcome {
+            rejected,
+            applied: stats.applied,
+            duplicates: stats.duplicates,
+            ..Default::default()
+        };
         self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
         let now = self.clock.unwrap_or(0);
         for &c in &traits_touched.list {
@@ -137,7 +164,11 @@ impl Engine {
         let mut touched = Touched::default();
         let rejected = apply_trait_batch(&mut self.state, &self.column_map, batch, &mut touched)?;
         self.grow();
-        let mut out = IngestOutcome { applied: touched.list.len(), rejected, ..Default::default() };
+        let mut out = IngestOutcome {
+            applied: touched.list.len(),
+            rejected,
+            ..Default::default()
+        };
         let now = self.clock.unwrap_or(0);
         for &c in &touched.list {
             self.evaluate(c, now, Cause::Traits, &mut out.changes);
@@ -161,7 +192,13 @@ impl Engine {
     }
 
     /// Moves the clock after a batch and evaluates what must be.
-    fn settle(&mut self, touched: &Touched, max_ts: Option<i64>, cause: Cause, out: &mut Vec<Change>) {
+    fn settle(
+        &mut self,
+        touched: &Touched,
+        max_ts: Option<i64>,
+        cause: Cause,
+        out: &mut Vec<Change>,
+    ) {
         let candidate = max_ts.map(|t| t.saturating_sub(self.rules.lateness));
         let new_clock = match (self.clock, candidate) {
             (Some(c), Some(n)) => Some(c.max(n)),
@@ -202,7 +239,14 @@ impl Engine {
         for oi in 0..self.rules.order.len() {
             let n = self.rules.order[oi];
             let node = &self.rules.nodes[n];
-            let mut ctx = EvalCtx { rules: &self.rules, state: &self.state, members: &self.members, c: ci, now, next };
+            let mut ctx = EvalCtx {
+                rules: &self.rules,
+                state: &self.state,
+                members: &self.members,
+                c: ci,
+                now,
+                next,
+            };
             match &node.kind {
                 NodeKind::Segment { rule, cooldown, .. } => {
                     let holds = ctx.truth(rule);
@@ -231,7 +275,11 @@ impl Engine {
                         out.push(Change {
                             customer: c,
                             node: n as u32,
-                            kind: if is { ChangeKind::Enter } else { ChangeKind::Exit },
+                            kind: if is {
+                                ChangeKind::Enter
+                            } else {
+                                ChangeKind::Exit
+                            },
                             from: NO_STAGE,
                             to: NO_STAGE,
                             at: now,
@@ -263,12 +311,27 @@ impl Engine {
                             (f, t) if t < f => ChangeKind::Progress,
                             _ => ChangeKind::Regress,
                         };
-                        out.push(Change { customer: c, node: n as u32, kind, from, to, at: now, cause });
+                        out.push(Change {
+                            customer: c,
+                            node: n as u32,
+                            kind,
+                            from,
+                            to,
+                            at: now,
+                            cause,
+                        });
                     }
                 }
             }
         }
-        self.timers.set(c, if self.rules.any_time_dependent() { next } else { NEVER });
+        self.timers.set(
+            c,
+            if self.rules.any_time_dependent() {
+                next
+            } else {
+                NEVER
+            },
+        );
     }
 
     /// Customer indexes in a segment, or in any stage of a lifecycle
@@ -281,7 +344,9 @@ impl Engine {
         let Some(n) = self.rules.node_index(node_name) else {
             let names: Vec<&str> = self.rules.nodes.iter().map(|n| n.name.as_str()).collect();
             let hint = crate::rules::diagnostics::did_you_mean(node_name, names.iter().copied());
-            return Err(EngineError::Invalid(format!("unknown segment `{node_name}`{hint}")));
+            return Err(EngineError::Invalid(format!(
+                "unknown segment `{node_name}`{hint}"
+            )));
         };
         match (&self.rules.nodes[n].kind, stage_name) {
             (NodeKind::Segment { .. }, None) => Ok(self.members.seg[n]
@@ -290,15 +355,17 @@ impl Engine {
                 .filter(|(_, &m)| m)
                 .map(|(c, _)| c as u32)
                 .collect()),
-            (NodeKind::Segment { .. }, Some(_)) => {
-                Err(EngineError::Invalid(format!("`{node_name}` is a segment and has no stages")))
-            }
+            (NodeKind::Segment { .. }, Some(_)) => Err(EngineError::Invalid(format!(
+                "`{node_name}` is a segment and has no stages"
+            ))),
             (NodeKind::Lifecycle { stages }, stage) => {
                 let want = match stage {
                     Some(s) => match stages.iter().position(|(n, _)| n == s) {
                         Some(i) => Some(i as u8),
                         None => {
-                            return Err(EngineError::Invalid(format!("lifecycle `{node_name}` has no stage `{s}`")))
+                            return Err(EngineError::Invalid(format!(
+                                "lifecycle `{node_name}` has no stage `{s}`"
+                            )))
                         }
                     },
                     None => None,
@@ -316,7 +383,10 @@ impl Engine {
     /// Replaces the rules, re-evaluates everyone and returns the changes
     /// (cause `rules`). Refuses, changing nothing, when the new rules need
     /// history the current state did not keep.
-    pub fn replace_rules(&mut self, spec: RuleSetSpec) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
+    pub fn replace_rules(
+        &mut self,
+        spec: RuleSetSpec,
+    ) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
         let new_rules = compile_ruleset(&spec)?;
         let old_needs = &self.state.keyed.needs;
         let missing = old_needs.missing_from(&new_rules.needs);
@@ -346,20 +416,32 @@ impl Engine {
                     if old.is_segment() {
                         members.seg[j] = self.members.seg[i].clone();
                         members.seg_count[j] = self.members.seg_count[i];
-                        if !members.last_exit[j].is_empty() && !self.members.last_exit[i].is_empty() {
+                        if !members.last_exit[j].is_empty() && !self.members.last_exit[i].is_empty()
+                        {
                             members.last_exit[j] = self.members.last_exit[i].clone();
                         }
-                    } else if let (NodeKind::Lifecycle { stages: os }, NodeKind::Lifecycle { stages: ns }) =
-                        (&old.kind, &new_rules.nodes[j].kind)
+                    } else if let (
+                        NodeKind::Lifecycle { stages: os },
+                        NodeKind::Lifecycle { stages: ns },
+                    ) = (&old.kind, &new_rules.nodes[j].kind)
                     {
                         // Stages are matched by name; a stage that disappeared reads as none.
                         let map: Vec<u8> = os
                             .iter()
-                            .map(|(name, _)| ns.iter().position(|(m, _)| m == name).map(|p| p as u8).unwrap_or(NO_STAGE))
+                            .map(|(name, _)| {
+                                ns.iter()
+                                    .position(|(m, _)| m == name)
+                                    .map(|p| p as u8)
+                                    .unwrap_or(NO_STAGE)
+                            })
                             .collect();
                         for c in 0..n {
                             let s = self.members.stage[i][c];
-                            let mapped = if s == NO_STAGE { NO_STAGE } else { map[s as usize] };
+                            let mapped = if s == NO_STAGE {
+                                NO_STAGE
+                            } else {
+                                map[s as usize]
+                            };
                             members.stage[j][c] = mapped;
                             if mapped != NO_STAGE {
                                 members.stage_count[j][mapped as usize] += 1;
@@ -378,7 +460,12 @@ impl Engine {
                         };
                         let was_member = old.is_segment() && self.members.seg[i][c];
                         if was_member || from_stage.is_some() {
-                            removed.push(RemovedNodeExit { customer: c as u32, from_stage, at: now, name: old.name.clone() });
+                            removed.push(RemovedNodeExit {
+                                customer: c as u32,
+                                from_stage,
+                                at: now,
+                                name: old.name.clone(),
+                            });
                         }
                     }
                 }

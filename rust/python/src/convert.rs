@@ -13,7 +13,10 @@ pub fn table<'py>(py: Python<'py>, batch: RecordBatch) -> PyResult<Bound<'py, Py
 }
 
 /// Rejected rows as a `pyarrow.Table` of `row` and `reason`.
-pub fn rejected_table<'py>(py: Python<'py>, rejected: &[(usize, String)]) -> PyResult<Bound<'py, PyAny>> {
+pub fn rejected_table<'py>(
+    py: Python<'py>,
+    rejected: &[(usize, String)],
+) -> PyResult<Bound<'py, PyAny>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("row", DataType::Int64, false),
         Field::new("reason", DataType::Utf8, false),
@@ -27,9 +30,15 @@ pub fn rejected_table<'py>(py: Python<'py>, rejected: &[(usize, String)]) -> PyR
 
 /// An Arrow array as a `pyarrow.Array`.
 pub fn array<'py>(py: Python<'py>, arr: arrow_array::ArrayRef) -> PyResult<Bound<'py, PyAny>> {
-    let schema = Arc::new(Schema::new(vec![Field::new("customer_id", arr.data_type().clone(), false)]));
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "customer_id",
+        arr.data_type().clone(),
+        false,
+    )]));
     let batch = RecordBatch::try_new(schema, vec![arr]).expect("one column matches its schema");
-    table(py, batch)?.call_method1("column", (0,))?.call_method0("combine_chunks")
+    table(py, batch)?
+        .call_method1("column", (0,))?
+        .call_method0("combine_chunks")
 }
 
 /// Parses JSON text into Python objects with the standard library.

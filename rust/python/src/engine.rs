@@ -18,7 +18,8 @@ use crate::errors::{panic_to_py, to_py};
 
 /// Runs engine work without the GIL, turning panics into Python errors.
 fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|_| panic_to_py(what))
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|_| panic_to_py(what))
 }
 
 fn read_batches(py: Python<'_>, data: AnyRecordBatch) -> PyResult<Vec<RecordBatch>> {
@@ -41,7 +42,9 @@ impl PyEngine {
     fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> PyResult<Bound<'py, PyAny>> {
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
-        Ok((changes, rejected, out.applied, out.duplicates).into_pyobject(py)?.into_any())
+        Ok((changes, rejected, out.applied, out.duplicates)
+            .into_pyobject(py)?
+            .into_any())
     }
 }
 
@@ -54,7 +57,11 @@ impl PyEngine {
     /// Compiles `rules_json` (the rule set as JSON) and starts empty.
     #[new]
     #[pyo3(signature = (rules_json, column_map=None))]
-    fn new(py: Python<'_>, rules_json: &str, column_map: Option<BTreeMap<String, String>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        rules_json: &str,
+        column_map: Option<BTreeMap<String, String>>,
+    ) -> PyResult<Self> {
         let spec = spec_from_json(py, rules_json)?;
         let mut inner = Engine::new(spec).map_err(|e| to_py(py, e))?;
         if let Some(map) = column_map {
@@ -64,28 +71,42 @@ impl PyEngine {
     }
 
     /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
-    fn ingest<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyAny>> {
+    fn ingest<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: AnyRecordBatch,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(py, "ingesting events", || -> Result<IngestOutcome, EngineError> {
-            let mut total = IngestOutcome::default();
-            let mut offset = 0usize;
-            for b in &batches {
-                let out = engine.ingest(b)?;
-                total.changes.extend(out.changes);
-                total.rejected.extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
-                total.applied += out.applied;
-                total.duplicates += out.duplicates;
-                offset += b.num_rows();
-            }
-            Ok(total)
-        })?;
+        let result = guarded(
+            py,
+            "ingesting events",
+            || -> Result<IngestOutcome, EngineError> {
+                let mut total = IngestOutcome::default();
+                let mut offset = 0usize;
+                for b in &batches {
+                    let out = engine.ingest(b)?;
+                    total.changes.extend(out.changes);
+                    total
+                        .rejected
+                        .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
+                    total.applied += out.applied;
+                    total.duplicates += out.duplicates;
+                    offset += b.num_rows();
+                }
+                Ok(total)
+            },
+        )?;
         let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }
 
     /// Applies JSON messages (a list of bytes); returns `(changes, rejected, applied, duplicates)`.
-    fn ingest_json<'py>(&mut self, py: Python<'py>, messages: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyAny>> {
+    fn ingest_json<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut owned: Vec<Vec<u8>> = Vec::with_capacity(messages.len());
         for m in messages.iter() {
             if let Ok(b) = m.cast::<PyBytes>() {
@@ -93,7 +114,9 @@ impl PyEngine {
             } else if let Ok(s) = m.extract::<String>() {
                 owned.push(s.into_bytes());
             } else {
-                return Err(PyTypeError::new_err("ingest_json takes a list of bytes or str messages"));
+                return Err(PyTypeError::new_err(
+                    "ingest_json takes a list of bytes or str messages",
+                ));
             }
         }
         let engine = &mut self.inner;
@@ -105,21 +128,31 @@ impl PyEngine {
     }
 
     /// Upserts traits; returns `(changes, rejected, applied, duplicates)`.
-    fn update_traits<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyAny>> {
+    fn update_traits<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: AnyRecordBatch,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(py, "updating traits", || -> Result<IngestOutcome, EngineError> {
-            let mut total = IngestOutcome::default();
-            let mut offset = 0usize;
-            for b in &batches {
-                let out = engine.update_traits(b)?;
-                total.changes.extend(out.changes);
-                total.rejected.extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
-                total.applied += out.applied;
-                offset += b.num_rows();
-            }
-            Ok(total)
-        })?;
+        let result = guarded(
+            py,
+            "updating traits",
+            || -> Result<IngestOutcome, EngineError> {
+                let mut total = IngestOutcome::default();
+                let mut offset = 0usize;
+                for b in &batches {
+                    let out = engine.update_traits(b)?;
+                    total.changes.extend(out.changes);
+                    total
+                        .rejected
+                        .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
+                    total.applied += out.applied;
+                    offset += b.num_rows();
+                }
+                Ok(total)
+            },
+        )?;
         let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }
@@ -144,7 +177,11 @@ impl PyEngine {
     }
 
     /// One customer's profile as a dict; KeyError if unknown.
-    fn profile<'py>(&self, py: Python<'py>, customer_id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn profile<'py>(
+        &self,
+        py: Python<'py>,
+        customer_id: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let text_id;
         let id = if let Ok(i) = customer_id.extract::<i64>() {
             CustomerId::Int(i)
@@ -184,7 +221,10 @@ impl PyEngine {
         }
         let engine = &self.inner;
         let path = path.to_string();
-        guarded(py, "saving a checkpoint", || checkpoint::save(engine, &path))?.map_err(|e| to_py(py, e))
+        guarded(py, "saving a checkpoint", || {
+            checkpoint::save(engine, &path)
+        })?
+        .map_err(|e| to_py(py, e))
     }
 
     /// Reads a checkpoint; with `fingerprint`, refuses one made with other rules.
@@ -192,8 +232,10 @@ impl PyEngine {
     #[pyo3(signature = (path, fingerprint=None))]
     fn load(py: Python<'_>, path: &str, fingerprint: Option<String>) -> PyResult<Self> {
         let path = path.to_string();
-        let inner = guarded(py, "loading a checkpoint", || checkpoint::load(&path, fingerprint.as_deref()))?
-            .map_err(|e| to_py(py, e))?;
+        let inner = guarded(py, "loading a checkpoint", || {
+            checkpoint::load(&path, fingerprint.as_deref())
+        })?
+        .map_err(|e| to_py(py, e))?;
         Ok(PyEngine { inner })
     }
 
@@ -204,7 +246,11 @@ impl PyEngine {
     }
 
     /// Replaces the rules; returns the changes (cause `rules`).
-    fn replace_rules<'py>(&mut self, py: Python<'py>, rules_json: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn replace_rules<'py>(
+        &mut self,
+        py: Python<'py>,
+        rules_json: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let spec = spec_from_json(py, rules_json)?;
         let engine = &mut self.inner;
         let result = guarded(py, "replacing rules", || engine.replace_rules(spec))?;

@@ -49,14 +49,18 @@ pub fn to_py(py: Python<'_>, e: EngineError) -> PyErr {
             };
             raise(py, "RuleError", (message, line, column, segment))
         }
-        EngineError::Schema { column, message } => {
-            raise(py, "SchemaError", (format!("column `{column}`: {message}"), column))
-        }
+        EngineError::Schema { column, message } => raise(
+            py,
+            "SchemaError",
+            (format!("column `{column}`: {message}"), column),
+        ),
         EngineError::Checkpoint(m) => raise(py, "CheckpointError", (m,)),
         EngineError::MissingHistory(m) => raise(py, "MissingHistoryError", (m,)),
         EngineError::Invalid(m) => raise(py, "SegstreamError", (m,)),
         EngineError::Io { path, source } => match source.kind() {
-            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(format!("{path}: {source}")),
+            std::io::ErrorKind::NotFound => {
+                PyFileNotFoundError::new_err(format!("{path}: {source}"))
+            }
             _ => PyOSError::new_err(format!("{path}: {source}")),
         },
     }
@@ -64,5 +68,7 @@ pub fn to_py(py: Python<'_>, e: EngineError) -> PyErr {
 
 /// A Rust panic must never take the interpreter down: report it as an error.
 pub fn panic_to_py(what: &str) -> PyErr {
-    PyRuntimeError::new_err(format!("internal error in segstream while {what}; please report it"))
+    PyRuntimeError::new_err(format!(
+        "internal error in segstream while {what}; please report it"
+    ))
 }

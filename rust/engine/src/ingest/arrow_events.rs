@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use arrow_array::{Array, RecordBatch};
 
-use super::columns::{find, id_column, int_column, text_column, AmountColumn, IdColumn, TagColumn, TsColumn};
+use super::columns::{
+    find, id_column, int_column, text_column, AmountColumn, IdColumn, TagColumn, TsColumn,
+};
 use super::{event_id_hash, BatchStats, Touched};
 use crate::engine::Rejected;
 use crate::error::{EngineError, Result};
@@ -39,7 +41,11 @@ impl Resolved {
 }
 
 /// Checks the batch's columns against the engine (changing nothing).
-pub fn resolve(state: &State, map: &BTreeMap<String, String>, batch: &RecordBatch) -> Result<Resolved> {
+pub fn resolve(
+    state: &State,
+    map: &BTreeMap<String, String>,
+    batch: &RecordBatch,
+) -> Result<Resolved> {
     let required = |name: &str| {
         find(batch, map, name).ok_or_else(|| {
             let shown = map.get(name).map(|s| s.as_str()).unwrap_or(name);
@@ -59,31 +65,61 @@ pub fn resolve(state: &State, map: &BTreeMap<String, String>, batch: &RecordBatc
         if have != kind {
             return Err(EngineError::schema(
                 "customer_id",
-                format!("this engine holds {} ids but the batch has {} ids", kind_name(have), kind_name(kind)),
+                format!(
+                    "this engine holds {} ids but the batch has {} ids",
+                    kind_name(have),
+                    kind_name(kind)
+                ),
             ));
         }
     }
     let ts = TsColumn::new("ts", required("ts")?)?;
-    let event_type = find(batch, map, "event_type").map(|c| text_column("event_type", c)).transpose()?;
-    let amount = find(batch, map, "amount").map(|c| AmountColumn::new("amount", c)).transpose()?;
-    let quantity = find(batch, map, "quantity").map(|c| int_column("quantity", c, true)).transpose()?;
-    let event_id = find(batch, map, "event_id").map(|c| text_column("event_id", c)).transpose()?;
+    let event_type = find(batch, map, "event_type")
+        .map(|c| text_column("event_type", c))
+        .transpose()?;
+    let amount = find(batch, map, "amount")
+        .map(|c| AmountColumn::new("amount", c))
+        .transpose()?;
+    let quantity = find(batch, map, "quantity")
+        .map(|c| int_column("quantity", c, true))
+        .transpose()?;
+    let event_id = find(batch, map, "event_id")
+        .map(|c| text_column("event_id", c))
+        .transpose()?;
     let products = if state.keyed.wants_products() {
-        find(batch, map, "product_ids").map(|c| TagColumn::new("product_ids", c)).transpose()?
+        find(batch, map, "product_ids")
+            .map(|c| TagColumn::new("product_ids", c))
+            .transpose()?
     } else {
         None
     };
     let categories = if state.keyed.wants_categories() {
-        find(batch, map, "categories").map(|c| TagColumn::new("categories", c)).transpose()?
+        find(batch, map, "categories")
+            .map(|c| TagColumn::new("categories", c))
+            .transpose()?
     } else {
         None
     };
     let flags = if state.keyed.wants_flags() {
-        find(batch, map, "flags").map(|c| TagColumn::new("flags", c)).transpose()?
+        find(batch, map, "flags")
+            .map(|c| TagColumn::new("flags", c))
+            .transpose()?
     } else {
         None
     };
-    Ok(Resolved { rows: batch.num_rows(), ids, kind, ts, event_type, amount, quantity, event_id, products, categories, flags })
+    Ok(Resolved {
+        rows: batch.num_rows(),
+        ids,
+        kind,
+        ts,
+        event_type,
+        amount,
+        quantity,
+        event_id,
+        products,
+        categories,
+        flags,
+    })
 }
 
 /// Applies each valid row of a resolved batch; invalid rows are returned with their reason.
@@ -93,7 +129,19 @@ pub fn apply_resolved(
     r: &Resolved,
     touched: &mut Touched,
 ) -> (Rejected, BatchStats) {
-    let Resolved { rows, ids, kind, ts, event_type, amount, quantity, event_id, products, categories, flags } = r;
+    let Resolved {
+        rows,
+        ids,
+        kind,
+        ts,
+        event_type,
+        amount,
+        quantity,
+        event_id,
+        products,
+        categories,
+        flags,
+    } = r;
     let kind = *kind;
     // From here on nothing can fail as a whole: rows are applied or rejected one by one.
     if *rows > 0 {
@@ -147,7 +195,10 @@ pub fn apply_resolved(
         let amt = match (amount, money) {
             (_, false) => 0,
             (None, true) => {
-                rejected.push((i, "amount is required for purchases and refunds (column missing)".into()));
+                rejected.push((
+                    i,
+                    "amount is required for purchases and refunds (column missing)".into(),
+                ));
                 continue;
             }
             (Some(col), true) => match col.get(i, scale_digits) {
@@ -207,12 +258,22 @@ pub fn apply_resolved(
             state.ensure(c as usize + 1);
         }
         if let Some(ids) = event_id {
-            if !ids.is_null(i) && !state.seen_events.insert((c, event_id_hash(ids.value(i).as_bytes()))) {
+            if !ids.is_null(i)
+                && !state
+                    .seen_events
+                    .insert((c, event_id_hash(ids.value(i).as_bytes())))
+            {
                 stats.duplicates += 1;
                 continue;
             }
         }
-        let row = EventRow { ts: t, kind: ev_kind, amount: amt, quantity: qty, tags: &tags };
+        let row = EventRow {
+            ts: t,
+            kind: ev_kind,
+            amount: amt,
+            quantity: qty,
+            tags: &tags,
+        };
         state.apply(c, &row, clock);
         touched.add(c);
         stats.applied += 1;

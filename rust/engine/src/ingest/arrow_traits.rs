@@ -48,21 +48,33 @@ pub fn apply_trait_batch(
     batch: &RecordBatch,
     touched: &mut Touched,
 ) -> Result<Rejected> {
-    let id_col = find(batch, map, "customer_id")
-        .ok_or_else(|| EngineError::schema("customer_id", "required column `customer_id` is missing from the traits batch"))?;
+    let id_col = find(batch, map, "customer_id").ok_or_else(|| {
+        EngineError::schema(
+            "customer_id",
+            "required column `customer_id` is missing from the traits batch",
+        )
+    })?;
     let ids = id_column("customer_id", id_col)?;
     let kind = match ids {
         IdColumn::Str(_) => IdKind::Str,
         IdColumn::Int(..) => IdKind::Int,
     };
     if state.ids.kind().is_some_and(|k| k != kind) {
-        return Err(EngineError::schema("customer_id", "the traits batch has a different id type than the events"));
+        return Err(EngineError::schema(
+            "customer_id",
+            "the traits batch has a different id type than the events",
+        ));
     }
     let mut cols: Vec<(usize, TraitType, ArrayRef, ArrayRef)> = Vec::new();
     for (t, (name, ty)) in state.traits.decl.iter().enumerate() {
-        let Ok(idx) = batch.schema().index_of(name) else { continue };
+        let Ok(idx) = batch.schema().index_of(name) else {
+            continue;
+        };
         let orig = batch.column(idx).clone();
-        let opts = CastOptions { safe: true, ..Default::default() };
+        let opts = CastOptions {
+            safe: true,
+            ..Default::default()
+        };
         let casted = cast_with_options(&orig, &target(*ty), &opts)
             .map_err(|e| EngineError::schema(name, format!("cannot read as {ty:?}: {e}")))?;
         cols.push((t, *ty, orig, casted));
@@ -71,7 +83,10 @@ pub fn apply_trait_batch(
         let declared: Vec<&str> = state.traits.decl.iter().map(|(n, _)| n.as_str()).collect();
         return Err(EngineError::schema(
             "traits",
-            format!("no declared trait column in the batch (declared: {})", declared.join(", ")),
+            format!(
+                "no declared trait column in the batch (declared: {})",
+                declared.join(", ")
+            ),
         ));
     }
     if batch.num_rows() > 0 {
@@ -88,7 +103,9 @@ pub fn apply_trait_batch(
         }
         let (c, new) = match &ids {
             IdColumn::Str(a) if !a.is_null(i) => state.ids.intern_str(a.value(i)),
-            IdColumn::Int(a, o) if !o.is_null(i) && !a.is_null(i) => state.ids.intern_int(a.value(i)),
+            IdColumn::Int(a, o) if !o.is_null(i) && !a.is_null(i) => {
+                state.ids.intern_int(a.value(i))
+            }
             _ => {
                 rejected.push((i, "customer_id is null or out of range".into()));
                 continue;
@@ -120,16 +137,26 @@ pub fn trait_from_json(ty: TraitType, v: &serde_json::Value) -> std::result::Res
                 _ => return Err(format!("{n} is not an integer")),
             },
         },
-        (TraitType::Int, J::String(s)) => Value::Int(s.trim().parse().map_err(|_| format!("`{s}` is not an integer"))?),
+        (TraitType::Int, J::String(s)) => Value::Int(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not an integer"))?,
+        ),
         (TraitType::Float, J::Number(n)) => Value::Float(n.as_f64().ok_or("not a number")?),
-        (TraitType::Float, J::String(s)) => Value::Float(s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?),
+        (TraitType::Float, J::String(s)) => Value::Float(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a number"))?,
+        ),
         (TraitType::Bool, J::Bool(b)) => Value::Bool(*b),
         (TraitType::Bool, J::String(s)) => match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Value::Bool(true),
             "false" | "no" | "0" => Value::Bool(false),
             _ => return Err(format!("`{s}` is not a boolean")),
         },
-        (TraitType::Timestamp, J::Number(n)) => Value::Ts(n.as_i64().ok_or("not an integer epoch ms")?),
+        (TraitType::Timestamp, J::Number(n)) => {
+            Value::Ts(n.as_i64().ok_or("not an integer epoch ms")?)
+        }
         (TraitType::Timestamp, J::String(s)) => Value::Ts(crate::time::parse_timestamp_ms(s)?),
         (ty, other) => return Err(format!("expected {ty:?}, got {other}")),
     })

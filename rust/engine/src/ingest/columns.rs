@@ -9,7 +9,9 @@ use arrow_array::types::{
     Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrayRef, GenericListArray, Int64Array, PrimitiveArray, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, GenericListArray, Int64Array, PrimitiveArray, RecordBatch, StringArray,
+};
 use arrow_cast::cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Field, TimeUnit};
 
@@ -23,11 +25,21 @@ pub fn find<'a>(
     name: &str,
 ) -> Option<&'a ArrayRef> {
     let wanted = map.get(name).map(|s| s.as_str()).unwrap_or(name);
-    batch.schema().index_of(wanted).ok().map(|i| batch.column(i))
+    batch
+        .schema()
+        .index_of(wanted)
+        .ok()
+        .map(|i| batch.column(i))
 }
 
-fn cast_lenient(col: &ArrayRef, to: &DataType) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
-    let opts = CastOptions { safe: true, ..Default::default() };
+fn cast_lenient(
+    col: &ArrayRef,
+    to: &DataType,
+) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
+    let opts = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
     cast_with_options(col, to, &opts)
 }
 
@@ -42,14 +54,24 @@ fn is_text(t: &DataType) -> bool {
 fn is_int(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
     ) || matches!(t, DataType::Dictionary(_, v) if is_int(v))
 }
 
 /// Text values (utf8 after a cast where needed).
 pub fn text_column(name: &str, col: &ArrayRef) -> Result<StringArray> {
     if !is_text(col.data_type()) && !is_int(col.data_type()) {
-        return Err(EngineError::schema(name, format!("expected text, found {}", col.data_type())));
+        return Err(EngineError::schema(
+            name,
+            format!("expected text, found {}", col.data_type()),
+        ));
     }
     let c = if col.data_type() == &DataType::Utf8 {
         col.clone()
@@ -63,9 +85,13 @@ pub fn text_column(name: &str, col: &ArrayRef) -> Result<StringArray> {
 pub fn int_column(name: &str, col: &ArrayRef, allow_text: bool) -> Result<(Int64Array, ArrayRef)> {
     let ok = is_int(col.data_type()) || (allow_text && is_text(col.data_type()));
     if !ok {
-        return Err(EngineError::schema(name, format!("expected integers, found {}", col.data_type())));
+        return Err(EngineError::schema(
+            name,
+            format!("expected integers, found {}", col.data_type()),
+        ));
     }
-    let c = cast_lenient(col, &DataType::Int64).map_err(|e| EngineError::schema(name, e.to_string()))?;
+    let c = cast_lenient(col, &DataType::Int64)
+        .map_err(|e| EngineError::schema(name, e.to_string()))?;
     Ok((c.as_primitive::<Int64Type>().clone(), col.clone()))
 }
 
@@ -87,7 +113,10 @@ pub fn id_column(name: &str, col: &ArrayRef) -> Result<IdColumn> {
     } else {
         Err(EngineError::schema(
             name,
-            format!("expected utf8, large_utf8, int64 or uint64 ids, found {}", col.data_type()),
+            format!(
+                "expected utf8, large_utf8, int64 or uint64 ids, found {}",
+                col.data_type()
+            ),
         ))
     }
 }
@@ -95,7 +124,11 @@ pub fn id_column(name: &str, col: &ArrayRef) -> Result<IdColumn> {
 /// Event times in ms.
 pub enum TsColumn {
     /// Raw values and the factor to ms (`mul` > 0 multiplies, `div` > 0 floors).
-    Scaled { values: PrimitiveArray<Int64Type>, mul: i64, div: i64 },
+    Scaled {
+        values: PrimitiveArray<Int64Type>,
+        mul: i64,
+        div: i64,
+    },
     /// Text to parse per row.
     Text(StringArray),
 }
@@ -112,10 +145,18 @@ impl TsColumn {
         match col.data_type() {
             DataType::Timestamp(unit, _) => {
                 let raw: PrimitiveArray<Int64Type> = match unit {
-                    TimeUnit::Second => col.as_primitive::<TimestampSecondType>().reinterpret_cast(),
-                    TimeUnit::Millisecond => col.as_primitive::<TimestampMillisecondType>().reinterpret_cast(),
-                    TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().reinterpret_cast(),
-                    TimeUnit::Nanosecond => col.as_primitive::<TimestampNanosecondType>().reinterpret_cast(),
+                    TimeUnit::Second => {
+                        col.as_primitive::<TimestampSecondType>().reinterpret_cast()
+                    }
+                    TimeUnit::Millisecond => col
+                        .as_primitive::<TimestampMillisecondType>()
+                        .reinterpret_cast(),
+                    TimeUnit::Microsecond => col
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .reinterpret_cast(),
+                    TimeUnit::Nanosecond => col
+                        .as_primitive::<TimestampNanosecondType>()
+                        .reinterpret_cast(),
                 };
                 match unit {
                     TimeUnit::Second => scaled(raw, 1000, 0),
@@ -130,7 +171,9 @@ impl TsColumn {
             t if is_text(t) => Ok(TsColumn::Text(text_column(name, col)?)),
             other => Err(EngineError::schema(
                 name,
-                format!("expected a timestamp, date, int64 epoch milliseconds or text, found {other}"),
+                format!(
+                    "expected a timestamp, date, int64 epoch milliseconds or text, found {other}"
+                ),
             )),
         }
     }
@@ -145,7 +188,8 @@ impl TsColumn {
                 }
                 let v = values.value(i);
                 if *mul > 0 {
-                    v.checked_mul(*mul).ok_or_else(|| "ts is out of range".to_string())?
+                    v.checked_mul(*mul)
+                        .ok_or_else(|| "ts is out of range".to_string())?
                 } else if *div > 0 {
                     v.div_euclid(*div)
                 } else {
@@ -182,23 +226,36 @@ impl AmountColumn {
     /// Reads the amount column.
     pub fn new(name: &str, col: &ArrayRef) -> Result<Self> {
         match col.data_type() {
-            DataType::Float64 => Ok(AmountColumn::Float(col.as_primitive::<Float64Type>().clone())),
+            DataType::Float64 => Ok(AmountColumn::Float(
+                col.as_primitive::<Float64Type>().clone(),
+            )),
             DataType::Float32 | DataType::Float16 => {
-                let c = cast_lenient(col, &DataType::Float64).map_err(|e| EngineError::schema(name, e.to_string()))?;
+                let c = cast_lenient(col, &DataType::Float64)
+                    .map_err(|e| EngineError::schema(name, e.to_string()))?;
                 Ok(AmountColumn::Float(c.as_primitive::<Float64Type>().clone()))
             }
-            DataType::Decimal128(_, s) => Ok(AmountColumn::Decimal(col.as_primitive::<Decimal128Type>().clone(), *s)),
+            DataType::Decimal128(_, s) => Ok(AmountColumn::Decimal(
+                col.as_primitive::<Decimal128Type>().clone(),
+                *s,
+            )),
             DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal256(_, s) => {
                 let to = DataType::Decimal128(38, *s);
-                let c = cast_lenient(col, &to).map_err(|e| EngineError::schema(name, e.to_string()))?;
-                Ok(AmountColumn::Decimal(c.as_primitive::<Decimal128Type>().clone(), *s))
+                let c =
+                    cast_lenient(col, &to).map_err(|e| EngineError::schema(name, e.to_string()))?;
+                Ok(AmountColumn::Decimal(
+                    c.as_primitive::<Decimal128Type>().clone(),
+                    *s,
+                ))
             }
             t if is_int(t) => {
                 let (a, orig) = int_column(name, col, false)?;
                 Ok(AmountColumn::Int(a, orig))
             }
             t if is_text(t) => Ok(AmountColumn::Text(text_column(name, col)?)),
-            other => Err(EngineError::schema(name, format!("expected float64, decimal128 or int64 money, found {other}"))),
+            other => Err(EngineError::schema(
+                name,
+                format!("expected float64, decimal128 or int64 money, found {other}"),
+            )),
         }
     }
 
@@ -225,7 +282,8 @@ impl AmountColumn {
                 if a.is_null(i) {
                     return Ok(None);
                 }
-                rescale(a.value(i), *s as i32, scale_digits as i32).ok_or_else(|| "amount is too large".to_string())?
+                rescale(a.value(i), *s as i32, scale_digits as i32)
+                    .ok_or_else(|| "amount is too large".to_string())?
             }
             AmountColumn::Int(a, orig) => {
                 if orig.is_null(i) {
@@ -234,13 +292,16 @@ impl AmountColumn {
                 if a.is_null(i) {
                     return Err("amount is too large".into());
                 }
-                a.value(i).checked_mul(scale).ok_or_else(|| "amount is too large".to_string())?
+                a.value(i)
+                    .checked_mul(scale)
+                    .ok_or_else(|| "amount is too large".to_string())?
             }
             AmountColumn::Text(a) => {
                 if a.is_null(i) {
                     return Ok(None);
                 }
-                parse_decimal(a.value(i), scale_digits).ok_or_else(|| format!("amount `{}` is not a number", a.value(i)))?
+                parse_decimal(a.value(i), scale_digits)
+                    .ok_or_else(|| format!("amount `{}` is not a number", a.value(i)))?
             }
         };
         Ok(Some(v))
@@ -275,11 +336,19 @@ pub fn parse_decimal(text: &str, scale: u32) -> Option<i64> {
     if int_part.is_empty() && frac.is_empty() {
         return None;
     }
-    if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) || frac.len() > 30 || int_part.len() > 30 {
+    if !int_part.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 30
+        || int_part.len() > 30
+    {
         return None;
     }
     let digits = format!("{int_part}{frac}");
-    let v: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let v: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     let v = if neg { -v } else { v };
     rescale(v, frac.len() as i32, scale as i32)
 }
@@ -296,15 +365,23 @@ impl TagColumn {
     /// Reads a tag column.
     pub fn new(name: &str, col: &ArrayRef) -> Result<Self> {
         match col.data_type() {
-            DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_) | DataType::FixedSizeList(_, _) => {
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::ListView(_)
+            | DataType::FixedSizeList(_, _) => {
                 let to = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
-                let c = cast_lenient(col, &to).map_err(|e| EngineError::schema(name, format!("cannot read as list<utf8>: {e}")))?;
+                let c = cast_lenient(col, &to).map_err(|e| {
+                    EngineError::schema(name, format!("cannot read as list<utf8>: {e}"))
+                })?;
                 let list = c.as_list::<i32>().clone();
                 let values = list.values().as_string::<i32>().clone();
                 Ok(TagColumn::List(list, values))
             }
             t if is_text(t) => Ok(TagColumn::Single(text_column(name, col)?)),
-            other => Err(EngineError::schema(name, format!("expected list<utf8> or utf8, found {other}"))),
+            other => Err(EngineError::schema(
+                name,
+                format!("expected list<utf8> or utf8, found {other}"),
+            )),
         }
     }
 

@@ -18,7 +18,10 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// A decoded message.
 enum Decoded {
     Event(OwnedEvent),
-    Traits { id: JsonId, values: Vec<(usize, Value)> },
+    Traits {
+        id: JsonId,
+        values: Vec<(usize, Value)>,
+    },
 }
 
 #[derive(Clone)]
@@ -109,7 +112,13 @@ pub fn apply_json_messages(
                 for f in &ev.flags {
                     state.keyed.tag_flag(&mut tags, f);
                 }
-                let row = EventRow { ts: ev.ts, kind, amount: ev.amount, quantity: ev.quantity, tags: &tags };
+                let row = EventRow {
+                    ts: ev.ts,
+                    kind,
+                    amount: ev.amount,
+                    quantity: ev.quantity,
+                    tags: &tags,
+                };
                 state.apply(c, &row, clock);
                 touched.add(c);
             }
@@ -120,7 +129,9 @@ pub fn apply_json_messages(
 
 fn id_mismatch(state: &State) -> String {
     match state.ids.kind() {
-        Some(IdKind::Int) => "customer id is not an integer, but this engine holds integer ids".into(),
+        Some(IdKind::Int) => {
+            "customer id is not an integer, but this engine holds integer ids".into()
+        }
         _ => "customer id does not match the engine's id type".into(),
     }
 }
@@ -147,7 +158,11 @@ fn intern(state: &mut State, id: &JsonId) -> Option<u32> {
 
 fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
     if raw.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message of {} bytes is larger than the {} byte limit", raw.len(), MAX_MESSAGE_BYTES));
+        return Err(format!(
+            "message of {} bytes is larger than the {} byte limit",
+            raw.len(),
+            MAX_MESSAGE_BYTES
+        ));
     }
     let v: J = serde_json::from_slice(raw).map_err(|e| format!("malformed JSON: {e}"))?;
     let J::Object(obj) = v else {
@@ -165,12 +180,17 @@ fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
             let mut values = Vec::new();
             for (t, (name, ty)) in state.traits.decl.iter().enumerate() {
                 if let Some(v) = traits.get(name) {
-                    values.push((t, trait_from_json(*ty, v).map_err(|e| format!("trait `{name}`: {e}"))?));
+                    values.push((
+                        t,
+                        trait_from_json(*ty, v).map_err(|e| format!("trait `{name}`: {e}"))?,
+                    ));
                 }
             }
             Ok(Decoded::Traits { id, values })
         }
-        Some(other) if obj.contains_key("event") => Err(format!("unsupported message type `{other}`")),
+        Some(other) if obj.contains_key("event") => {
+            Err(format!("unsupported message type `{other}`"))
+        }
         _ => decode_flat(&obj, state.scale_digits),
     }
 }
@@ -180,7 +200,10 @@ fn customer(obj: &Map<String, J>) -> Result<JsonId, String> {
         match obj.get(key) {
             Some(J::String(s)) if !s.is_empty() => return Ok(JsonId::Str(s.clone())),
             Some(J::Number(n)) => {
-                return n.as_i64().map(JsonId::Int).ok_or_else(|| format!("{key} {n} is not an integer"));
+                return n
+                    .as_i64()
+                    .map(JsonId::Int)
+                    .ok_or_else(|| format!("{key} {n} is not an integer"));
             }
             Some(J::Null) | None => continue,
             Some(J::String(_)) => return Err(format!("{key} is empty")),
@@ -192,7 +215,9 @@ fn customer(obj: &Map<String, J>) -> Result<JsonId, String> {
 
 fn timestamp(v: Option<&J>, key: &str) -> Result<i64, String> {
     let ms = match v {
-        Some(J::Number(n)) => n.as_i64().ok_or_else(|| format!("{key} {n} is not integer epoch ms"))?,
+        Some(J::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("{key} {n} is not integer epoch ms"))?,
         Some(J::String(s)) => parse_timestamp_ms(s).map_err(|e| format!("{key}: {e}"))?,
         None | Some(J::Null) => return Err(format!("missing {key}")),
         Some(other) => return Err(format!("{key} must be a string or epoch ms, got {other}")),
@@ -208,16 +233,22 @@ fn money(v: Option<&J>, key: &str, scale: u32) -> Result<Option<i64>, String> {
         None | Some(J::Null) => return Ok(None),
         Some(J::Number(n)) => {
             if let Some(i) = n.as_i64() {
-                i.checked_mul(10i64.pow(scale)).ok_or_else(|| format!("{key} is too large"))?
+                i.checked_mul(10i64.pow(scale))
+                    .ok_or_else(|| format!("{key} is too large"))?
             } else {
-                parse_decimal(&n.to_string(), scale).ok_or_else(|| format!("{key} {n} is not a usable amount"))?
+                parse_decimal(&n.to_string(), scale)
+                    .ok_or_else(|| format!("{key} {n} is not a usable amount"))?
             }
         }
-        Some(J::String(s)) => parse_decimal(s, scale).ok_or_else(|| format!("{key} `{s}` is not a number"))?,
+        Some(J::String(s)) => {
+            parse_decimal(s, scale).ok_or_else(|| format!("{key} `{s}` is not a number"))?
+        }
         Some(other) => return Err(format!("{key} must be a number, got {other}")),
     };
     if m < 0 {
-        return Err(format!("{key} is negative; send refunds as refund events with a positive amount"));
+        return Err(format!(
+            "{key} is negative; send refunds as refund events with a positive amount"
+        ));
     }
     Ok(Some(m))
 }
@@ -266,11 +297,16 @@ fn decode_flat(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         Some(J::String(s)) if s == "purchase" => Kind::Purchase,
         Some(J::String(s)) if s == "refund" => Kind::Refund,
         Some(J::String(s)) if !s.is_empty() => Kind::Signal(s.clone()),
-        Some(other) => return Err(format!("event_type must be a non-empty string, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "event_type must be a non-empty string, got {other}"
+            ))
+        }
     };
     let amount = match kind {
         Kind::Signal(_) => 0,
-        _ => money(obj.get("amount"), "amount", scale)?.ok_or("amount is required for purchases and refunds")?,
+        _ => money(obj.get("amount"), "amount", scale)?
+            .ok_or("amount is required for purchases and refunds")?,
     };
     Ok(Decoded::Event(OwnedEvent {
         id,
@@ -305,7 +341,9 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         _ => return Err("track message has no `event` name".into()),
     };
     let ts = timestamp(
-        obj.get("timestamp").or_else(|| obj.get("originalTimestamp")).or_else(|| obj.get("sentAt")),
+        obj.get("timestamp")
+            .or_else(|| obj.get("originalTimestamp"))
+            .or_else(|| obj.get("sentAt")),
         "timestamp",
     )?;
     let empty = Map::new();
@@ -341,7 +379,9 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         None | Some(J::Null) => {}
         Some(J::Array(items)) => {
             for item in items {
-                let J::Object(p) = item else { return Err("products[] holds a non-object".into()) };
+                let J::Object(p) = item else {
+                    return Err("products[] holds a non-object".into());
+                };
                 if let Some(pid) = opt_id(p.get("product_id").or_else(|| p.get("sku"))) {
                     products.push(pid);
                 }
@@ -357,7 +397,14 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         }
         Some(_) => return Err("`products` is not a list".into()),
     }
-    let total = money(props.get("total").or_else(|| props.get("revenue")).or_else(|| props.get("value")), "total", scale)?;
+    let total = money(
+        props
+            .get("total")
+            .or_else(|| props.get("revenue"))
+            .or_else(|| props.get("value")),
+        "total",
+        scale,
+    )?;
     let amount = match total {
         Some(t) => t,
         None if !products.is_empty() || line_total > 0 => line_total,
@@ -383,4 +430,3 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         event_id,
     }))
 }
-

@@ -25,7 +25,11 @@ pub fn change_schema(kind: Option<IdKind>) -> SchemaRef {
         Field::new("change", DataType::Utf8, false),
         Field::new("from_stage", DataType::Utf8, true),
         Field::new("to_stage", DataType::Utf8, true),
-        Field::new("at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("cause", DataType::Utf8, false),
         Field::new("holdout", DataType::Boolean, false),
         Field::new("change_id", DataType::Utf8, false),
@@ -61,7 +65,11 @@ fn change_id(id: CustomerId<'_>, segment: &str, change: &str, to: Option<&str>, 
 }
 
 /// Builds the changes table.
-pub fn changes_batch(engine: &Engine, changes: &[Change], removed: &[RemovedNodeExit]) -> RecordBatch {
+pub fn changes_batch(
+    engine: &Engine,
+    changes: &[Change],
+    removed: &[RemovedNodeExit],
+) -> RecordBatch {
     let n = changes.len() + removed.len();
     let mut customers: Vec<u32> = Vec::with_capacity(n);
     let mut segment = StringBuilder::with_capacity(n, n * 12);
@@ -80,7 +88,11 @@ pub fn changes_batch(engine: &Engine, changes: &[Change], removed: &[RemovedNode
         segment.append_value(&node.name);
         change.append_value(ch.kind.as_str());
         let (f, t, h) = match &node.kind {
-            NodeKind::Segment { holdout, .. } => (None, None, holdout_flag(cid, &node.name, &rules.salt, *holdout)),
+            NodeKind::Segment { holdout, .. } => (
+                None,
+                None,
+                holdout_flag(cid, &node.name, &rules.salt, *holdout),
+            ),
             NodeKind::Lifecycle { stages } => {
                 let name = |s: u8| (s != NO_STAGE).then(|| stages[s as usize].0.as_str());
                 (name(ch.from), name(ch.to), false)
@@ -116,5 +128,6 @@ pub fn changes_batch(engine: &Engine, changes: &[Change], removed: &[RemovedNode
         Arc::new(holdout.finish()),
         Arc::new(ids.finish()),
     ];
-    RecordBatch::try_new(change_schema(engine.state.ids.kind()), columns).expect("changes columns match their schema")
+    RecordBatch::try_new(change_schema(engine.state.ids.kind()), columns)
+        .expect("changes columns match their schema")
 }

@@ -18,11 +18,18 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
         .state
         .ids
         .lookup(id)
-        .ok_or_else(|| EngineError::Invalid(format!("unknown customer `{}`", id.to_text())))? as usize;
+        .ok_or_else(|| EngineError::Invalid(format!("unknown customer `{}`", id.to_text())))?
+        as usize;
     let a = &engine.state.agg;
     let scale = engine.rules.scale as f64;
     let money = |v: i64| json!(v as f64 / scale);
-    let ts = |v: i64, none: i64| if v == none { J::Null } else { json!(format_ts(v)) };
+    let ts = |v: i64, none: i64| {
+        if v == none {
+            J::Null
+        } else {
+            json!(format_ts(v))
+        }
+    };
     let mut m = Map::new();
     m.insert(
         "customer_id".into(),
@@ -34,13 +41,30 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
     m.insert("ltv".into(), money(a.ltv(c)));
     m.insert("gross_spend".into(), money(a.gross[c]));
     m.insert("refunded".into(), money(a.refunded[c]));
-    m.insert("max_order".into(), if a.orders[c] > 0 { money(a.max_order[c]) } else { J::Null });
-    m.insert("aov".into(), if a.orders[c] > 0 { money(a.ltv(c) / a.orders[c] as i64) } else { J::Null });
+    m.insert(
+        "max_order".into(),
+        if a.orders[c] > 0 {
+            money(a.max_order[c])
+        } else {
+            J::Null
+        },
+    );
+    m.insert(
+        "aov".into(),
+        if a.orders[c] > 0 {
+            money(a.ltv(c) / a.orders[c] as i64)
+        } else {
+            J::Null
+        },
+    );
     m.insert("orders".into(), json!(a.orders[c]));
     m.insert("refunds".into(), json!(a.refunds[c]));
     m.insert("items".into(), json!(a.items[c]));
     m.insert("max_quantity".into(), json!(a.max_quantity[c]));
-    m.insert("first_purchase_at".into(), ts(a.first_purchase[c], NO_FIRST));
+    m.insert(
+        "first_purchase_at".into(),
+        ts(a.first_purchase[c], NO_FIRST),
+    );
     m.insert("last_purchase_at".into(), ts(a.last_purchase[c], NO_LAST));
     m.insert("last_refund_at".into(), ts(a.last_refund[c], NO_LAST));
     let k = &engine.state.keyed;
@@ -75,14 +99,26 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
             NodeKind::Segment { holdout, .. } => {
                 if engine.members.seg[i][c] {
                     segments.push(json!(node.name));
-                    if holdout_flag(engine.state.ids.get(c as u32), &node.name, &engine.rules.salt, *holdout) {
+                    if holdout_flag(
+                        engine.state.ids.get(c as u32),
+                        &node.name,
+                        &engine.rules.salt,
+                        *holdout,
+                    ) {
                         holdouts.push(json!(node.name));
                     }
                 }
             }
             NodeKind::Lifecycle { stages: st } => {
                 let s = engine.members.stage[i][c];
-                stages.insert(node.name.clone(), if s == NO_STAGE { J::Null } else { json!(st[s as usize].0) });
+                stages.insert(
+                    node.name.clone(),
+                    if s == NO_STAGE {
+                        J::Null
+                    } else {
+                        json!(st[s as usize].0)
+                    },
+                );
             }
         }
     }
@@ -90,7 +126,14 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
     m.insert("holdout".into(), J::Array(holdouts));
     m.insert("stages".into(), J::Object(stages));
     let due = engine.timers.due(c as u32);
-    m.insert("next_check_at".into(), if due == i64::MAX { J::Null } else { json!(format_ts(due)) });
+    m.insert(
+        "next_check_at".into(),
+        if due == i64::MAX {
+            J::Null
+        } else {
+            json!(format_ts(due))
+        },
+    );
     Ok(J::Object(m))
 }
 

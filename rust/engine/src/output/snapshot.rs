@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
-use arrow_array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{
+    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 use crate::engine::Engine;
@@ -20,8 +24,12 @@ use crate::state::IdKind;
 pub fn ids_for(engine: &Engine, customers: &[u32]) -> ArrayRef {
     let ids = &engine.state.ids;
     match ids.kind() {
-        Some(IdKind::Int) => Arc::new(Int64Array::from_iter_values(customers.iter().map(|&c| ids.int_ids()[c as usize]))),
-        _ => Arc::new(StringArray::from_iter_values(customers.iter().map(|&c| &*ids.str_ids()[c as usize]))),
+        Some(IdKind::Int) => Arc::new(Int64Array::from_iter_values(
+            customers.iter().map(|&c| ids.int_ids()[c as usize]),
+        )),
+        _ => Arc::new(StringArray::from_iter_values(
+            customers.iter().map(|&c| &*ids.str_ids()[c as usize]),
+        )),
     }
 }
 
@@ -49,22 +57,58 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
     };
     fields.push(Field::new("customer_id", id_type, false));
     cols.push(ids_array(engine));
-    let money = |name: &str, vals: Vec<Option<i64>>, fields: &mut Vec<Field>, cols: &mut Vec<ArrayRef>| {
-        let arr = Decimal128Array::from(vals.into_iter().map(|v| v.map(i128::from)).collect::<Vec<_>>())
+    let money =
+        |name: &str, vals: Vec<Option<i64>>, fields: &mut Vec<Field>, cols: &mut Vec<ArrayRef>| {
+            let arr = Decimal128Array::from(
+                vals.into_iter()
+                    .map(|v| v.map(i128::from))
+                    .collect::<Vec<_>>(),
+            )
             .with_precision_and_scale(18, scale)
             .expect("valid decimal precision");
-        fields.push(Field::new(name, money_type.clone(), true));
-        cols.push(Arc::new(arr));
-    };
+            fields.push(Field::new(name, money_type.clone(), true));
+            cols.push(Arc::new(arr));
+        };
     let orders = |c: usize| a.orders[c];
-    money("ltv", (0..n).map(|c| Some(a.ltv(c))).collect(), &mut fields, &mut cols);
-    money("gross_spend", a.gross[..n].iter().map(|&v| Some(v)).collect(), &mut fields, &mut cols);
-    money("refunded", a.refunded[..n].iter().map(|&v| Some(v)).collect(), &mut fields, &mut cols);
-    money("max_order", (0..n).map(|c| (orders(c) > 0).then(|| a.max_order[c])).collect(), &mut fields, &mut cols);
-    money("aov", (0..n).map(|c| (orders(c) > 0).then(|| a.ltv(c) / orders(c) as i64)).collect(), &mut fields, &mut cols);
+    money(
+        "ltv",
+        (0..n).map(|c| Some(a.ltv(c))).collect(),
+        &mut fields,
+        &mut cols,
+    );
+    money(
+        "gross_spend",
+        a.gross[..n].iter().map(|&v| Some(v)).collect(),
+        &mut fields,
+        &mut cols,
+    );
+    money(
+        "refunded",
+        a.refunded[..n].iter().map(|&v| Some(v)).collect(),
+        &mut fields,
+        &mut cols,
+    );
+    money(
+        "max_order",
+        (0..n)
+            .map(|c| (orders(c) > 0).then(|| a.max_order[c]))
+            .collect(),
+        &mut fields,
+        &mut cols,
+    );
+    money(
+        "aov",
+        (0..n)
+            .map(|c| (orders(c) > 0).then(|| a.ltv(c) / orders(c) as i64))
+            .collect(),
+        &mut fields,
+        &mut cols,
+    );
     let mut int = |name: &str, vals: &[u32]| {
         fields.push(Field::new(name, DataType::Int64, false));
-        cols.push(Arc::new(Int64Array::from_iter_values(vals[..n].iter().map(|&v| v as i64))));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            vals[..n].iter().map(|&v| v as i64),
+        )));
     };
     int("orders", &a.orders);
     int("refunds", &a.refunds);
@@ -72,7 +116,13 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
     int("max_quantity", &a.max_quantity);
     let mut ts = |name: &str, vals: &[i64], none: i64| {
         fields.push(Field::new(name, ts_type(), true));
-        let arr = TimestampMillisecondArray::from(vals[..n].iter().map(|&v| (v != none).then_some(v)).collect::<Vec<_>>()).with_timezone("UTC");
+        let arr = TimestampMillisecondArray::from(
+            vals[..n]
+                .iter()
+                .map(|&v| (v != none).then_some(v))
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC");
         cols.push(Arc::new(arr));
     };
     ts("first_purchase_at", &a.first_purchase, NO_FIRST);
@@ -81,11 +131,15 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
     let k = &engine.state.keyed;
     if k.needs.category_set {
         fields.push(Field::new("distinct_categories", DataType::Int64, false));
-        cols.push(Arc::new(Int64Array::from_iter_values(k.category_sets[..n].iter().map(|s| s.len() as i64))));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            k.category_sets[..n].iter().map(|s| s.len() as i64),
+        )));
     }
     if k.needs.product_set {
         fields.push(Field::new("distinct_products", DataType::Int64, false));
-        cols.push(Arc::new(Int64Array::from_iter_values(k.product_sets[..n].iter().map(|s| s.len() as i64))));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            k.product_sets[..n].iter().map(|s| s.len() as i64),
+        )));
     }
     for (t, (name, ty)) in engine.state.traits.decl.iter().enumerate() {
         let vals = &engine.state.traits.values[t];
@@ -103,23 +157,44 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
             TraitType::Int => {
                 let mut b = Int64Builder::new();
                 for v in &vals[..n] {
-                    b.append_option(if let Value::Int(i) = v { Some(*i) } else { None });
+                    b.append_option(if let Value::Int(i) = v {
+                        Some(*i)
+                    } else {
+                        None
+                    });
                 }
-                (Field::new(name, DataType::Int64, true), Arc::new(b.finish()))
+                (
+                    Field::new(name, DataType::Int64, true),
+                    Arc::new(b.finish()),
+                )
             }
             TraitType::Float => {
                 let mut b = Float64Builder::new();
                 for v in &vals[..n] {
-                    b.append_option(if let Value::Float(f) = v { Some(*f) } else { None });
+                    b.append_option(if let Value::Float(f) = v {
+                        Some(*f)
+                    } else {
+                        None
+                    });
                 }
-                (Field::new(name, DataType::Float64, true), Arc::new(b.finish()))
+                (
+                    Field::new(name, DataType::Float64, true),
+                    Arc::new(b.finish()),
+                )
             }
             TraitType::Bool => {
                 let mut b = BooleanBuilder::new();
                 for v in &vals[..n] {
-                    b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None });
+                    b.append_option(if let Value::Bool(x) = v {
+                        Some(*x)
+                    } else {
+                        None
+                    });
                 }
-                (Field::new(name, DataType::Boolean, true), Arc::new(b.finish()))
+                (
+                    Field::new(name, DataType::Boolean, true),
+                    Arc::new(b.finish()),
+                )
             }
             TraitType::Timestamp => {
                 let mut b = TimestampMillisecondBuilder::new().with_timezone("UTC");
@@ -143,11 +218,14 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
             NodeKind::Lifecycle { stages } => {
                 fields.push(Field::new(&node.name, DataType::Utf8, true));
                 let arr = StringArray::from_iter(
-                    engine.members.stage[i][..n].iter().map(|&s| (s != NO_STAGE).then(|| stages[s as usize].0.as_str())),
+                    engine.members.stage[i][..n]
+                        .iter()
+                        .map(|&s| (s != NO_STAGE).then(|| stages[s as usize].0.as_str())),
                 );
                 cols.push(Arc::new(arr));
             }
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("snapshot columns match their schema")
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .expect("snapshot columns match their schema")
 }

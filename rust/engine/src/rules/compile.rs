@@ -139,7 +139,10 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
     for s in &spec.segments {
         check_name(&s.name, "segment")?;
         if names.insert(s.name.clone(), (index, true)).is_some() {
-            return Err(EngineError::rule_plain(format!("segment `{}` is defined twice", s.name)));
+            return Err(EngineError::rule_plain(format!(
+                "segment `{}` is defined twice",
+                s.name
+            )));
         }
         index += 1;
     }
@@ -153,7 +156,10 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
         }
         index += 1;
         if l.stages.is_empty() {
-            return Err(EngineError::rule_plain(format!("lifecycle `{}` has no stages", l.name)));
+            return Err(EngineError::rule_plain(format!(
+                "lifecycle `{}` has no stages",
+                l.name
+            )));
         }
         let mut seen = std::collections::HashSet::new();
         for st in &l.stages {
@@ -174,7 +180,8 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
             )));
         }
     }
-    let traits: Vec<(String, TraitType)> = spec.traits.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let traits: Vec<(String, TraitType)> =
+        spec.traits.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let mut needs = Needs::default();
     let mut nodes = Vec::new();
     for s in &spec.segments {
@@ -194,7 +201,11 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
         };
         nodes.push(Node {
             name: s.name.clone(),
-            kind: NodeKind::Segment { rule, holdout, cooldown },
+            kind: NodeKind::Segment {
+                rule,
+                holdout,
+                cooldown,
+            },
             deps,
             time_dependent: uses_time || cooldown.is_some(),
         });
@@ -213,7 +224,12 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
         }
         deps.sort_unstable();
         deps.dedup();
-        nodes.push(Node { name: l.name.clone(), kind: NodeKind::Lifecycle { stages }, deps, time_dependent: uses_time });
+        nodes.push(Node {
+            name: l.name.clone(),
+            kind: NodeKind::Lifecycle { stages },
+            deps,
+            time_dependent: uses_time,
+        });
     }
     let order = topo_order(&nodes)?;
     // Time dependence flows along in_segment / stage references.
@@ -249,12 +265,21 @@ fn topo_order(nodes: &[Node]) -> Result<Vec<usize>> {
     let mut mark = vec![0u8; nodes.len()];
     let mut order = Vec::with_capacity(nodes.len());
     let mut stack: Vec<usize> = Vec::new();
-    fn visit(i: usize, nodes: &[Node], mark: &mut [u8], order: &mut Vec<usize>, stack: &mut Vec<usize>) -> Result<()> {
+    fn visit(
+        i: usize,
+        nodes: &[Node],
+        mark: &mut [u8],
+        order: &mut Vec<usize>,
+        stack: &mut Vec<usize>,
+    ) -> Result<()> {
         match mark[i] {
             2 => return Ok(()),
             1 => {
                 let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut cycle: Vec<&str> = stack[start..].iter().map(|&s| nodes[s].name.as_str()).collect();
+                let mut cycle: Vec<&str> = stack[start..]
+                    .iter()
+                    .map(|&s| nodes[s].name.as_str())
+                    .collect();
                 cycle.push(&nodes[i].name);
                 return Err(EngineError::rule_plain(format!(
                     "segments reference each other in a cycle: {}",
@@ -301,7 +326,16 @@ impl<'a> Compiler<'a> {
         traits: &'a [(String, TraitType)],
         needs: &'a mut Needs,
     ) -> Result<Self> {
-        Ok(Compiler { label, source, scale, names, traits, needs, deps: Vec::new(), uses_time: false })
+        Ok(Compiler {
+            label,
+            source,
+            scale,
+            names,
+            traits,
+            needs,
+            deps: Vec::new(),
+            uses_time: false,
+        })
     }
 
     fn err(&self, span: Span, message: impl AsRef<str>) -> EngineError {
@@ -310,12 +344,22 @@ impl<'a> Compiler<'a> {
         } else {
             1
         };
-        rule_error(self.label, self.source, span.start.line, span.start.column, width, message.as_ref())
+        rule_error(
+            self.label,
+            self.source,
+            span.start.line,
+            span.start.column,
+            width,
+            message.as_ref(),
+        )
     }
 
     fn compile_rule(&mut self) -> Result<Expr> {
         if self.source.trim().is_empty() {
-            return Err(EngineError::rule_plain(format!("rule `{}` is empty", self.label)));
+            return Err(EngineError::rule_plain(format!(
+                "rule `{}` is empty",
+                self.label
+            )));
         }
         if self.source.len() > MAX_RULE_LEN {
             return Err(EngineError::rule_plain(format!(
@@ -341,18 +385,34 @@ impl<'a> Compiler<'a> {
         let ast = match parsed {
             Ok(e) => e,
             Err(ParserError::RecursionLimitExceeded) => {
-                return Err(EngineError::rule_plain(format!("rule `{}` is nested too deeply", self.label)))
+                return Err(EngineError::rule_plain(format!(
+                    "rule `{}` is nested too deeply",
+                    self.label
+                )))
             }
             Err(ParserError::TokenizerError(m)) | Err(ParserError::ParserError(m)) => {
                 let (line, column) = parser_location(&m);
                 let msg = m.split(" at Line:").next().unwrap_or(&m).to_string();
-                return Err(rule_error(self.label, self.source, line, column, 1, &format!("syntax error: {msg}")));
+                return Err(rule_error(
+                    self.label,
+                    self.source,
+                    line,
+                    column,
+                    1,
+                    &format!("syntax error: {msg}"),
+                ));
             }
         };
         let (expr, ty) = self.expr(&ast)?;
         match ty {
             Ty::Bool | Ty::Null => Ok(expr),
-            other => Err(self.err(ast.span(), format!("a rule must be a boolean condition, but this is {}", other.name()))),
+            other => Err(self.err(
+                ast.span(),
+                format!(
+                    "a rule must be a boolean condition, but this is {}",
+                    other.name()
+                ),
+            )),
         }
     }
 
@@ -363,17 +423,32 @@ impl<'a> Compiler<'a> {
             E::Identifier(id) => self.identifier(id),
             E::CompoundIdentifier(parts) => Err(self.err(
                 e.span(),
-                format!("`{}` is not a field; fields have one-part names", parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")),
+                format!(
+                    "`{}` is not a field; fields have one-part names",
+                    parts
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ),
             )),
             E::Value(v) => self.literal(&v.value, e.span()),
             E::TypedString(ts) => {
                 let text = ts.value.clone().into_string().unwrap_or_default();
                 match ts.data_type {
-                    sql::DataType::Date | sql::DataType::Timestamp(..) | sql::DataType::Datetime(..) | sql::DataType::TimestampNtz(..) => {
+                    sql::DataType::Date
+                    | sql::DataType::Timestamp(..)
+                    | sql::DataType::Datetime(..)
+                    | sql::DataType::TimestampNtz(..) => {
                         let ms = parse_timestamp_ms(&text).map_err(|m| self.err(e.span(), m))?;
                         Ok((Expr::Lit(Value::Ts(ms)), Ty::Ts))
                     }
-                    ref other => Err(self.err(e.span(), format!("`{other}` literals are not supported; use DATE, TIMESTAMP or INTERVAL"))),
+                    ref other => Err(self.err(
+                        e.span(),
+                        format!(
+                            "`{other}` literals are not supported; use DATE, TIMESTAMP or INTERVAL"
+                        ),
+                    )),
                 }
             }
             E::Interval(iv) => {
@@ -395,13 +470,18 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     UnaryOperator::Plus => Ok((x, t)),
-                    other => Err(self.err(e.span(), format!("operator `{other}` is not supported"))),
+                    other => {
+                        Err(self.err(e.span(), format!("operator `{other}` is not supported")))
+                    }
                 }
             }
             E::BinaryOp { left, op, right } => self.binary(left, op, right, e.span()),
             E::IsNull(x) | E::IsNotNull(x) => {
                 let (x2, _) = self.expr(x)?;
-                Ok((Expr::IsNull(Box::new(x2), matches!(e, E::IsNotNull(_))), Ty::Bool))
+                Ok((
+                    Expr::IsNull(Box::new(x2), matches!(e, E::IsNotNull(_))),
+                    Ty::Bool,
+                ))
             }
             E::IsTrue(x) | E::IsFalse(x) | E::IsNotTrue(x) | E::IsNotFalse(x) => {
                 let (x2, t) = self.expr(x)?;
@@ -410,15 +490,35 @@ impl<'a> Compiler<'a> {
                 let negated = matches!(e, E::IsNotTrue(_) | E::IsNotFalse(_));
                 Ok((Expr::IsBool(Box::new(x2), want, negated), Ty::Bool))
             }
-            E::Between { expr, negated, low, high } => {
+            E::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
                 let ge = self.comparison(expr, &BinaryOperator::GtEq, low, e.span())?;
                 let le = self.comparison(expr, &BinaryOperator::LtEq, high, e.span())?;
                 let both = Expr::And(Box::new(ge), Box::new(le));
-                Ok((if *negated { Expr::Not(Box::new(both)) } else { both }, Ty::Bool))
+                Ok((
+                    if *negated {
+                        Expr::Not(Box::new(both))
+                    } else {
+                        both
+                    },
+                    Ty::Bool,
+                ))
             }
-            E::In { expr, target, negated, .. } => {
+            E::In {
+                expr,
+                target,
+                negated,
+                ..
+            } => {
                 let InTarget::List(list) = target else {
-                    return Err(self.err(e.span(), "only `x IN (a, b, ...)` with a list of values is supported"));
+                    return Err(self.err(
+                        e.span(),
+                        "only `x IN (a, b, ...)` with a list of values is supported",
+                    ));
                 };
                 if list.is_empty() {
                     return Err(self.err(e.span(), "`IN ()` needs at least one value"));
@@ -432,10 +532,20 @@ impl<'a> Compiler<'a> {
                     });
                 }
                 let any = acc.expect("non-empty list");
-                Ok((if *negated { Expr::Not(Box::new(any)) } else { any }, Ty::Bool))
+                Ok((
+                    if *negated {
+                        Expr::Not(Box::new(any))
+                    } else {
+                        any
+                    },
+                    Ty::Bool,
+                ))
             }
             E::Function(f) => self.function(f, e.span()),
-            _ => Err(self.err(e.span(), format!("`{e}` is not supported in a segment rule"))),
+            _ => Err(self.err(
+                e.span(),
+                format!("`{e}` is not supported in a segment rule"),
+            )),
         }
     }
 
@@ -443,12 +553,19 @@ impl<'a> Compiler<'a> {
         if matches!(t, Ty::Bool | Ty::Null) {
             Ok(())
         } else {
-            Err(self.err(span, format!("expected a boolean condition, found {}", t.name())))
+            Err(self.err(
+                span,
+                format!("expected a boolean condition, found {}", t.name()),
+            ))
         }
     }
 
     fn identifier(&mut self, id: &sql::Ident) -> Result<Typed> {
-        let name = if id.quote_style.is_some() { id.value.clone() } else { id.value.to_ascii_lowercase() };
+        let name = if id.quote_style.is_some() {
+            id.value.clone()
+        } else {
+            id.value.to_ascii_lowercase()
+        };
         if let Some((_, f)) = Field::ALL.iter().find(|(n, _)| *n == name) {
             match f {
                 Field::DistinctCategories => self.needs.category_set = true,
@@ -477,7 +594,11 @@ impl<'a> Compiler<'a> {
             .chain(self.traits.iter().map(|(n, _)| n.as_str()))
             .collect();
         let hint = did_you_mean(&name, candidates.iter().copied());
-        let extra = if hint.is_empty() { "; profile traits must be declared under `traits:`".to_string() } else { hint };
+        let extra = if hint.is_empty() {
+            "; profile traits must be declared under `traits:`".to_string()
+        } else {
+            hint
+        };
         Err(self.err(id.span, format!("unknown field `{name}`{extra}")))
     }
 
@@ -510,7 +631,12 @@ impl<'a> Compiler<'a> {
             sql::Expr::Value(v) => match &v.value {
                 sql::Value::SingleQuotedString(s) => s.clone(),
                 sql::Value::Number(n, _) => n.clone(),
-                _ => return Err(self.err(span, "INTERVAL needs a quoted value such as INTERVAL '30 days'")),
+                _ => {
+                    return Err(self.err(
+                        span,
+                        "INTERVAL needs a quoted value such as INTERVAL '30 days'",
+                    ))
+                }
             },
             _ => return Err(self.err(span, "INTERVAL needs a constant such as INTERVAL '30 days'")),
         };
@@ -525,7 +651,9 @@ impl<'a> Compiler<'a> {
         match (t, e) {
             (Ty::Money, e) => Some(e),
             (Ty::Null, e) => Some(e),
-            (Ty::Int, Expr::Lit(Value::Int(n))) => n.checked_mul(self.scale).map(|m| Expr::Lit(Value::Money(m))),
+            (Ty::Int, Expr::Lit(Value::Int(n))) => n
+                .checked_mul(self.scale)
+                .map(|m| Expr::Lit(Value::Money(m))),
             (Ty::Int, e) => Some(Expr::Cast(Cast::IntToMoney, Box::new(e))),
             (Ty::Float, Expr::Lit(Value::Float(f))) => {
                 let scaled = f * self.scale as f64;
@@ -568,7 +696,13 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn comparison(&mut self, left: &sql::Expr, op: &BinaryOperator, right: &sql::Expr, span: Span) -> Result<Expr> {
+    fn comparison(
+        &mut self,
+        left: &sql::Expr,
+        op: &BinaryOperator,
+        right: &sql::Expr,
+        span: Span,
+    ) -> Result<Expr> {
         let l = self.expr(left)?;
         let r = self.expr(right)?;
         let cmp = match op {
@@ -586,17 +720,32 @@ impl<'a> Compiler<'a> {
             (a, b)
         } else if lt == rt || lt == Ty::Null || rt == Ty::Null {
             (l.0, r.0)
-        } else if let (Ty::Ts, Ty::Str, _, Expr::Lit(Value::Str(s))) | (Ty::Str, Ty::Ts, Expr::Lit(Value::Str(s)), _) = (lt, rt, &l.0, &r.0) {
+        } else if let (Ty::Ts, Ty::Str, _, Expr::Lit(Value::Str(s)))
+        | (Ty::Str, Ty::Ts, Expr::Lit(Value::Str(s)), _) = (lt, rt, &l.0, &r.0)
+        {
             // A string literal compared with a timestamp reads as a timestamp.
             let ms = parse_timestamp_ms(s).map_err(|m| self.err(span, m))?;
-            if lt == Ty::Ts { (l.0, Expr::Lit(Value::Ts(ms))) } else { (Expr::Lit(Value::Ts(ms)), r.0) }
+            if lt == Ty::Ts {
+                (l.0, Expr::Lit(Value::Ts(ms)))
+            } else {
+                (Expr::Lit(Value::Ts(ms)), r.0)
+            }
         } else {
-            return Err(self.err(span, format!("cannot compare {} with {}", lt.name(), rt.name())));
+            return Err(self.err(
+                span,
+                format!("cannot compare {} with {}", lt.name(), rt.name()),
+            ));
         };
         Ok(Expr::Cmp(cmp, Box::new(le), Box::new(re)))
     }
 
-    fn binary(&mut self, left: &sql::Expr, op: &BinaryOperator, right: &sql::Expr, span: Span) -> Result<Typed> {
+    fn binary(
+        &mut self,
+        left: &sql::Expr,
+        op: &BinaryOperator,
+        right: &sql::Expr,
+        span: Span,
+    ) -> Result<Typed> {
         match op {
             BinaryOperator::And | BinaryOperator::Or => {
                 let (l, lt) = self.expr(left)?;
@@ -610,10 +759,17 @@ impl<'a> Compiler<'a> {
                 };
                 Ok((e, Ty::Bool))
             }
-            BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq => {
-                Ok((self.comparison(left, op, right, span)?, Ty::Bool))
-            }
-            BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo => {
+            BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq => Ok((self.comparison(left, op, right, span)?, Ty::Bool)),
+            BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Divide
+            | BinaryOperator::Modulo => {
                 let aop = match op {
                     BinaryOperator::Plus => ArithOp::Add,
                     BinaryOperator::Minus => ArithOp::Sub,
@@ -633,14 +789,32 @@ impl<'a> Compiler<'a> {
         use ArithOp::*;
         let (lt, rt) = (l.1, r.1);
         let mk = |a: Expr, b: Expr, t: Ty| (Expr::Arith(op, Box::new(a), Box::new(b), t), t);
-        let bad = || self.err(span, format!("cannot apply `{}` to {} and {}", op_symbol(op), lt.name(), rt.name()));
+        let bad = || {
+            self.err(
+                span,
+                format!(
+                    "cannot apply `{}` to {} and {}",
+                    op_symbol(op),
+                    lt.name(),
+                    rt.name()
+                ),
+            )
+        };
         Ok(match (lt, rt) {
-            (Ty::Null, _) | (_, Ty::Null) => (Expr::Lit(Value::Null), if lt == Ty::Null { rt } else { lt }),
-            (Ty::Int, Ty::Int) if op == Div => mk(Self::to_float(l.0, lt), Self::to_float(r.0, rt), Ty::Float),
+            (Ty::Null, _) | (_, Ty::Null) => {
+                (Expr::Lit(Value::Null), if lt == Ty::Null { rt } else { lt })
+            }
+            (Ty::Int, Ty::Int) if op == Div => {
+                mk(Self::to_float(l.0, lt), Self::to_float(r.0, rt), Ty::Float)
+            }
             (Ty::Int, Ty::Int) => mk(l.0, r.0, Ty::Int),
             (Ty::Money, Ty::Money) if matches!(op, Add | Sub) => mk(l.0, r.0, Ty::Money),
-            (Ty::Money, Ty::Money) if op == Div => mk(Self::to_float(l.0, lt), Self::to_float(r.0, rt), Ty::Float),
-            (Ty::Money, Ty::Int | Ty::Float) | (Ty::Int | Ty::Float, Ty::Money) if matches!(op, Add | Sub) => {
+            (Ty::Money, Ty::Money) if op == Div => {
+                mk(Self::to_float(l.0, lt), Self::to_float(r.0, rt), Ty::Float)
+            }
+            (Ty::Money, Ty::Int | Ty::Float) | (Ty::Int | Ty::Float, Ty::Money)
+                if matches!(op, Add | Sub) =>
+            {
                 let (a, b, t) = self.unify_numeric(l, r);
                 mk(a, b, t)
             }
@@ -648,7 +822,9 @@ impl<'a> Compiler<'a> {
             (Ty::Int, Ty::Money) if op == Mul => mk(r.0, l.0, Ty::Money),
             (Ty::Money, Ty::Float) if matches!(op, Mul | Div) => mk(l.0, r.0, Ty::Money),
             (Ty::Float, Ty::Money) if op == Mul => mk(r.0, l.0, Ty::Money),
-            (a, b) if a.is_numeric() && b.is_numeric() => mk(Self::to_float(l.0, a), Self::to_float(r.0, b), Ty::Float),
+            (a, b) if a.is_numeric() && b.is_numeric() => {
+                mk(Self::to_float(l.0, a), Self::to_float(r.0, b), Ty::Float)
+            }
             (Ty::Ts, Ty::Interval) if matches!(op, Add | Sub) => mk(l.0, r.0, Ty::Ts),
             (Ty::Interval, Ty::Ts) if op == Add => mk(r.0, l.0, Ty::Ts),
             (Ty::Ts, Ty::Ts) if op == Sub => mk(l.0, r.0, Ty::Interval),
@@ -676,32 +852,61 @@ impl<'a> Compiler<'a> {
                     match a {
                         FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {
                             if !named.is_empty() {
-                                return Err(self.err(x.span(), "positional arguments must come before named ones"));
+                                return Err(self.err(
+                                    x.span(),
+                                    "positional arguments must come before named ones",
+                                ));
                             }
                             positional.push(x)
                         }
-                        FunctionArg::Named { name: n, arg: FunctionArgExpr::Expr(x), operator } => {
-                            if !matches!(operator, FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment | FunctionArgOperator::Equals) {
-                                return Err(self.err(n.span, "write named arguments as `name => value`"));
+                        FunctionArg::Named {
+                            name: n,
+                            arg: FunctionArgExpr::Expr(x),
+                            operator,
+                        } => {
+                            if !matches!(
+                                operator,
+                                FunctionArgOperator::RightArrow
+                                    | FunctionArgOperator::Assignment
+                                    | FunctionArgOperator::Equals
+                            ) {
+                                return Err(
+                                    self.err(n.span, "write named arguments as `name => value`")
+                                );
                             }
                             let key = n.value.to_ascii_lowercase();
                             if named.iter().any(|(k, _, _)| *k == key) {
-                                return Err(self.err(n.span, format!("argument `{key}` is given twice")));
+                                return Err(
+                                    self.err(n.span, format!("argument `{key}` is given twice"))
+                                );
                             }
                             named.push((key, x, n.span));
                         }
-                        _ => return Err(self.err(span, format!("unsupported argument in `{name}`"))),
+                        _ => {
+                            return Err(self.err(span, format!("unsupported argument in `{name}`")))
+                        }
                     }
                 }
             }
-            FunctionArguments::Subquery(_) => return Err(self.err(span, "subqueries are not supported")),
+            FunctionArguments::Subquery(_) => {
+                return Err(self.err(span, "subqueries are not supported"))
+            }
         }
         if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
-            return Err(self.err(span, format!("`{name}` does not take FILTER, OVER or WITHIN GROUP")));
+            return Err(self.err(
+                span,
+                format!("`{name}` does not take FILTER, OVER or WITHIN GROUP"),
+            ));
         }
         let arity = |n: usize, this: &Self| -> Result<()> {
             if positional.len() != n || !named.is_empty() {
-                Err(this.err(span, format!("`{name}` takes {n} argument{}", if n == 1 { "" } else { "s" })))
+                Err(this.err(
+                    span,
+                    format!(
+                        "`{name}` takes {n} argument{}",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                ))
             } else {
                 Ok(())
             }
@@ -716,11 +921,23 @@ impl<'a> Compiler<'a> {
                 arity(1, self)?;
                 let v = self.string_arg(positional[0])?;
                 let source = if name == "has_category" {
-                    Source::Purchase { product: None, category: Some(v), flag: None }
+                    Source::Purchase {
+                        product: None,
+                        category: Some(v),
+                        flag: None,
+                    }
                 } else {
-                    Source::Purchase { product: Some(v), category: None, flag: None }
+                    Source::Purchase {
+                        product: Some(v),
+                        category: None,
+                        flag: None,
+                    }
                 };
-                let i = self.needs.accumulator(Accumulator { source, window: Window::All, measure: Measure::First });
+                let i = self.needs.accumulator(Accumulator {
+                    source,
+                    window: Window::All,
+                    measure: Measure::First,
+                });
                 Ok((Expr::IsNull(Box::new(Expr::Acc(i, Ty::Ts)), true), Ty::Bool))
             }
             "purchases" | "spend" => {
@@ -728,8 +945,16 @@ impl<'a> Compiler<'a> {
                     return Err(self.err(x.span(), format!("`{name}` takes named arguments only: product =>, category =>, flag =>, within =>, since =>, between =>")));
                 }
                 let (source, window, within) = self.filters(&named, true, None)?;
-                let measure = if name == "purchases" { Measure::Count } else { Measure::Spend };
-                let ty = if name == "purchases" { Ty::Int } else { Ty::Money };
+                let measure = if name == "purchases" {
+                    Measure::Count
+                } else {
+                    Measure::Spend
+                };
+                let ty = if name == "purchases" {
+                    Ty::Int
+                } else {
+                    Ty::Money
+                };
                 Ok(self.windowed(source, window, within, measure, ty))
             }
             "events" => {
@@ -743,24 +968,44 @@ impl<'a> Compiler<'a> {
             "last_event_at" => {
                 arity(1, self)?;
                 let sig = self.string_arg(positional[0])?;
-                let i = self.needs.accumulator(Accumulator { source: Source::Signal(sig), window: Window::All, measure: Measure::Last });
+                let i = self.needs.accumulator(Accumulator {
+                    source: Source::Signal(sig),
+                    window: Window::All,
+                    measure: Measure::Last,
+                });
                 Ok((Expr::Acc(i, Ty::Ts), Ty::Ts))
             }
             "first_purchase_at" | "last_purchase_at" => {
                 if let Some(x) = positional.first() {
-                    return Err(self.err(x.span(), format!("`{name}` takes named filters only: product =>, category =>, flag =>")));
+                    return Err(self.err(
+                        x.span(),
+                        format!(
+                            "`{name}` takes named filters only: product =>, category =>, flag =>"
+                        ),
+                    ));
                 }
                 let (source, window, within) = self.filters(&named, true, None)?;
                 if within.is_some() || window != Window::All {
                     return Err(self.err(span, format!("`{name}` takes no time window")));
                 }
-                let measure = if name == "first_purchase_at" { Measure::First } else { Measure::Last };
-                let i = self.needs.accumulator(Accumulator { source, window, measure });
+                let measure = if name == "first_purchase_at" {
+                    Measure::First
+                } else {
+                    Measure::Last
+                };
+                let i = self.needs.accumulator(Accumulator {
+                    source,
+                    window,
+                    measure,
+                });
                 Ok((Expr::Acc(i, Ty::Ts), Ty::Ts))
             }
             "purchased_in_month" => {
                 if positional.is_empty() || positional.len() > 2 || !named.is_empty() {
-                    return Err(self.err(span, "`purchased_in_month` takes a month (1-12) and optionally a year"));
+                    return Err(self.err(
+                        span,
+                        "`purchased_in_month` takes a month (1-12) and optionally a year",
+                    ));
                 }
                 self.needs.months = true;
                 let m = self.int_arg(positional[0])?;
@@ -774,9 +1019,16 @@ impl<'a> Compiler<'a> {
                 arity(1, self)?;
                 let (x, t) = self.expr(positional[0])?;
                 if !matches!(t, Ty::Ts | Ty::Null) {
-                    return Err(self.err(positional[0].span(), format!("`{name}` needs a timestamp, found {}", t.name())));
+                    return Err(self.err(
+                        positional[0].span(),
+                        format!("`{name}` needs a timestamp, found {}", t.name()),
+                    ));
                 }
-                let e = if name == "month" { Expr::Month(Box::new(x)) } else { Expr::Year(Box::new(x)) };
+                let e = if name == "month" {
+                    Expr::Month(Box::new(x))
+                } else {
+                    Expr::Year(Box::new(x))
+                };
                 Ok((e, Ty::Int))
             }
             "in_segment" | "stage" => {
@@ -792,15 +1044,31 @@ impl<'a> Compiler<'a> {
                             Ok((Expr::Stage(idx), Ty::Str))
                         }
                     }
-                    Some(_) => Err(self.err(positional[0].span(), if want_segment {
-                        format!("`{target}` is a lifecycle; use stage('{target}') = 'stage_name'")
-                    } else {
-                        format!("`{target}` is a segment; use in_segment('{target}')")
-                    })),
+                    Some(_) => Err(self.err(
+                        positional[0].span(),
+                        if want_segment {
+                            format!(
+                                "`{target}` is a lifecycle; use stage('{target}') = 'stage_name'"
+                            )
+                        } else {
+                            format!("`{target}` is a segment; use in_segment('{target}')")
+                        },
+                    )),
                     None => {
-                        let known: Vec<&str> = self.names.iter().filter(|(_, (_, s))| *s == want_segment).map(|(k, _)| k.as_str()).collect();
+                        let known: Vec<&str> = self
+                            .names
+                            .iter()
+                            .filter(|(_, (_, s))| *s == want_segment)
+                            .map(|(k, _)| k.as_str())
+                            .collect();
                         let hint = did_you_mean(&target, known.iter().copied());
-                        Err(self.err(positional[0].span(), format!("unknown {} `{target}`{hint}", if want_segment { "segment" } else { "lifecycle" })))
+                        Err(self.err(
+                            positional[0].span(),
+                            format!(
+                                "unknown {} `{target}`{hint}",
+                                if want_segment { "segment" } else { "lifecycle" }
+                            ),
+                        ))
                     }
                 }
             }
@@ -816,15 +1084,22 @@ impl<'a> Compiler<'a> {
                         ty = t;
                     } else if t != ty && t != Ty::Null {
                         let (e2, ok) = match (ty, t) {
-                            (Ty::Money, Ty::Int) | (Ty::Money, Ty::Float) => match self.coerce_to_money(e.clone(), t) {
-                                Some(m) => (m, true),
-                                None => (e.clone(), false),
-                            },
-                            (Ty::Float, Ty::Int | Ty::Money) => (Self::to_float(e.clone(), t), true),
+                            (Ty::Money, Ty::Int) | (Ty::Money, Ty::Float) => {
+                                match self.coerce_to_money(e.clone(), t) {
+                                    Some(m) => (m, true),
+                                    None => (e.clone(), false),
+                                }
+                            }
+                            (Ty::Float, Ty::Int | Ty::Money) => {
+                                (Self::to_float(e.clone(), t), true)
+                            }
                             _ => (e.clone(), false),
                         };
                         if !ok {
-                            return Err(self.err(x.span(), format!("coalesce mixes {} and {}", ty.name(), t.name())));
+                            return Err(self.err(
+                                x.span(),
+                                format!("coalesce mixes {} and {}", ty.name(), t.name()),
+                            ));
                         }
                         items.push(e2);
                         continue;
@@ -845,20 +1120,40 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn windowed(&mut self, source: Source, window: Window, within: Option<i64>, measure: Measure, ty: Ty) -> Typed {
+    fn windowed(
+        &mut self,
+        source: Source,
+        window: Window,
+        within: Option<i64>,
+        measure: Measure,
+        ty: Ty,
+    ) -> Typed {
         if let Some(d) = within {
             self.uses_time = true;
             let h = self.needs.history(source, d);
-            let e = if measure == Measure::Count { Expr::WindowCount(h, d) } else { Expr::WindowSpend(h, d) };
+            let e = if measure == Measure::Count {
+                Expr::WindowCount(h, d)
+            } else {
+                Expr::WindowSpend(h, d)
+            };
             (e, ty)
         } else {
-            let i = self.needs.accumulator(Accumulator { source, window, measure });
+            let i = self.needs.accumulator(Accumulator {
+                source,
+                window,
+                measure,
+            });
             (Expr::Acc(i, ty), ty)
         }
     }
 
     /// Reads filter and window arguments.
-    fn filters(&mut self, named: &[(String, &sql::Expr, Span)], purchase: bool, signal: Option<String>) -> Result<(Source, Window, Option<i64>)> {
+    fn filters(
+        &mut self,
+        named: &[(String, &sql::Expr, Span)],
+        purchase: bool,
+        signal: Option<String>,
+    ) -> Result<(Source, Window, Option<i64>)> {
         let (mut product, mut category, mut flag) = (None, None, None);
         let mut window = Window::All;
         let mut within = None;
@@ -872,8 +1167,13 @@ impl<'a> Compiler<'a> {
                     time_args += 1;
                     let (e, t) = self.expr(x)?;
                     match (t, e) {
-                        (Ty::Interval, Expr::Lit(Value::Interval(ms))) if ms > 0 => within = Some(ms),
-                        _ => return Err(self.err(x.span(), "`within` needs a positive constant interval, e.g. INTERVAL '30 days'")),
+                        (Ty::Interval, Expr::Lit(Value::Interval(ms))) if ms > 0 => {
+                            within = Some(ms)
+                        }
+                        _ => return Err(self.err(
+                            x.span(),
+                            "`within` needs a positive constant interval, e.g. INTERVAL '30 days'",
+                        )),
                     }
                 }
                 "since" => {
@@ -890,7 +1190,9 @@ impl<'a> Compiler<'a> {
                     }
                     let (a, b) = (self.ts_arg(&items[0])?, self.ts_arg(&items[1])?);
                     if a >= b {
-                        return Err(self.err(x.span(), "`between`: the start must come before the end"));
+                        return Err(
+                            self.err(x.span(), "`between`: the start must come before the end")
+                        );
                     }
                     window = Window::Between(a, b);
                 }
@@ -901,16 +1203,29 @@ impl<'a> Compiler<'a> {
                         &["within", "since", "between"]
                     };
                     let hint = did_you_mean(other, allowed.iter().copied());
-                    return Err(self.err(*kspan, format!("unknown argument `{other}`{hint} (allowed: {})", allowed.join(", "))));
+                    return Err(self.err(
+                        *kspan,
+                        format!(
+                            "unknown argument `{other}`{hint} (allowed: {})",
+                            allowed.join(", ")
+                        ),
+                    ));
                 }
             }
         }
         if time_args > 1 {
-            return Err(self.err(named[0].2, "give at most one of `within`, `since`, `between`"));
+            return Err(self.err(
+                named[0].2,
+                "give at most one of `within`, `since`, `between`",
+            ));
         }
         let source = match signal {
             Some(s) => Source::Signal(s),
-            None => Source::Purchase { product, category, flag },
+            None => Source::Purchase {
+                product,
+                category,
+                flag,
+            },
         };
         Ok((source, window, within))
     }
@@ -918,7 +1233,9 @@ impl<'a> Compiler<'a> {
     fn string_arg(&mut self, x: &sql::Expr) -> Result<String> {
         match x {
             sql::Expr::Value(v) => match &v.value {
-                sql::Value::SingleQuotedString(s) | sql::Value::DoubleQuotedString(s) => Ok(s.clone()),
+                sql::Value::SingleQuotedString(s) | sql::Value::DoubleQuotedString(s) => {
+                    Ok(s.clone())
+                }
                 _ => Err(self.err(x.span(), "expected a quoted string such as 'kitchen'")),
             },
             _ => Err(self.err(x.span(), "expected a quoted string such as 'kitchen'")),
@@ -929,8 +1246,13 @@ impl<'a> Compiler<'a> {
         let (e, t) = self.expr(x)?;
         match (t, e) {
             (Ty::Ts, Expr::Lit(Value::Ts(ms))) => Ok(ms),
-            (Ty::Str, Expr::Lit(Value::Str(s))) => parse_timestamp_ms(&s).map_err(|m| self.err(x.span(), m)),
-            _ => Err(self.err(x.span(), "expected a constant timestamp such as DATE '2024-01-01'")),
+            (Ty::Str, Expr::Lit(Value::Str(s))) => {
+                parse_timestamp_ms(&s).map_err(|m| self.err(x.span(), m))
+            }
+            _ => Err(self.err(
+                x.span(),
+                "expected a constant timestamp such as DATE '2024-01-01'",
+            )),
         }
     }
 

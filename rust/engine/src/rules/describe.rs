@@ -16,9 +16,15 @@ pub fn describe(spec: &RuleSetSpec) -> Result<String> {
         .nodes
         .iter()
         .map(|n| {
-            let deps: Vec<&str> = n.deps.iter().map(|&d| rules.nodes[d].name.as_str()).collect();
+            let deps: Vec<&str> = n
+                .deps
+                .iter()
+                .map(|&d| rules.nodes[d].name.as_str())
+                .collect();
             match &n.kind {
-                NodeKind::Segment { holdout, cooldown, .. } => json!({
+                NodeKind::Segment {
+                    holdout, cooldown, ..
+                } => json!({
                     "name": n.name, "kind": "segment",
                     "rule": spec.segments.iter().find(|s| s.name == n.name).map(|s| s.rule.trim()),
                     "time_dependent": n.time_dependent, "depends_on": deps,
@@ -45,13 +51,38 @@ pub fn describe(spec: &RuleSetSpec) -> Result<String> {
             format!("{:?} of {} ({w})", a.measure, source_word(&a.source)).to_lowercase()
         })
         .chain(rules.needs.histories.iter().map(|h| {
-            format!("window of {} over the last {} days", source_word(&h.source), h.lookback as f64 / 86_400_000.0)
+            format!(
+                "window of {} over the last {} days",
+                source_word(&h.source),
+                h.lookback as f64 / 86_400_000.0
+            )
         }))
-        .chain(rules.needs.category_set.then(|| "set of categories bought".to_string()))
-        .chain(rules.needs.product_set.then(|| "set of products bought".to_string()))
-        .chain(rules.needs.months.then(|| "months with a purchase".to_string()))
+        .chain(
+            rules
+                .needs
+                .category_set
+                .then(|| "set of categories bought".to_string()),
+        )
+        .chain(
+            rules
+                .needs
+                .product_set
+                .then(|| "set of products bought".to_string()),
+        )
+        .chain(
+            rules
+                .needs
+                .months
+                .then(|| "months with a purchase".to_string()),
+        )
         .collect();
-    let longest = rules.needs.histories.iter().map(|h| h.lookback).max().unwrap_or(0);
+    let longest = rules
+        .needs
+        .histories
+        .iter()
+        .map(|h| h.lookback)
+        .max()
+        .unwrap_or(0);
     Ok(json!({
         "fingerprint": rules.fingerprint,
         "currency_scale": spec.currency_scale,

@@ -74,7 +74,11 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 pub fn parser_location(msg: &str) -> (u64, u64) {
     let grab = |key: &str| -> Option<u64> {
         let at = msg.find(key)? + key.len();
-        let digits: String = msg[at..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = msg[at..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         digits.parse().ok()
     };
     (grab("Line:").unwrap_or(1), grab("Column:").unwrap_or(1))

@@ -53,7 +53,10 @@ impl<'a> EvalCtx<'a> {
             Expr::Lit(v) => (v.clone(), 0),
             Expr::Now => (Value::Ts(self.now), 1),
             Expr::Field(f) => (self.field(*f), 0),
-            Expr::Trait(i) => (st.traits.values[*i].get(c).cloned().unwrap_or(Value::Null), 0),
+            Expr::Trait(i) => (
+                st.traits.values[*i].get(c).cloned().unwrap_or(Value::Null),
+                0,
+            ),
             Expr::Acc(i, _) => {
                 let raw = st.keyed.acc[*i].get(c).copied();
                 let v = match (st.keyed.needs.accumulators[*i].measure, raw) {
@@ -67,7 +70,10 @@ impl<'a> EvalCtx<'a> {
                 (v, 0)
             }
             Expr::WindowCount(h, d) | Expr::WindowSpend(h, d) => {
-                let entries = st.keyed.hist[*h].get(c).map(|v| v.as_slice()).unwrap_or(&[]);
+                let entries = st.keyed.hist[*h]
+                    .get(c)
+                    .map(|v| v.as_slice())
+                    .unwrap_or(&[]);
                 let from = self.now.saturating_sub(*d);
                 let start = entries.partition_point(|x| x.ts < from);
                 let live = &entries[start..];
@@ -100,7 +106,9 @@ impl<'a> EvalCtx<'a> {
                 let months = st.keyed.months.get(c).map(|v| v.as_slice()).unwrap_or(&[]);
                 let hit = match y {
                     Some(y) => match y.checked_mul(12).and_then(|k| k.checked_add(m - 1)) {
-                        Some(k) if k >= i32::MIN as i64 && k <= i32::MAX as i64 => months.binary_search(&(k as i32)).is_ok(),
+                        Some(k) if k >= i32::MIN as i64 && k <= i32::MAX as i64 => {
+                            months.binary_search(&(k as i32)).is_ok()
+                        }
                         _ => false,
                     },
                     None => months.iter().any(|&k| (k as i64).rem_euclid(12) == m - 1),
@@ -109,10 +117,16 @@ impl<'a> EvalCtx<'a> {
             }
             Expr::Month(x) | Expr::Year(x) => {
                 let (v, slope) = self.eval(x);
-                let Value::Ts(t) = v else { return (Value::Null, 0) };
+                let Value::Ts(t) = v else {
+                    return (Value::Null, 0);
+                };
                 let is_month = matches!(e, Expr::Month(_));
                 if slope > 0 {
-                    let boundary = if is_month { next_month_start(t) } else { next_year_start(t) };
+                    let boundary = if is_month {
+                        next_month_start(t)
+                    } else {
+                        next_year_start(t)
+                    };
                     if let Some(b) = boundary {
                         let wait = (b - t + slope - 1) / slope;
                         self.candidate(self.now.saturating_add(wait));
@@ -124,12 +138,17 @@ impl<'a> EvalCtx<'a> {
                 let out = if is_month { month_of(t) } else { year_of(t) };
                 (out.map(Value::Int).unwrap_or(Value::Null), 0)
             }
-            Expr::InSegment(n) => (Value::Bool(self.members.seg[*n].get(c).copied().unwrap_or(false)), 0),
+            Expr::InSegment(n) => (
+                Value::Bool(self.members.seg[*n].get(c).copied().unwrap_or(false)),
+                0,
+            ),
             Expr::Stage(n) => {
                 let s = self.members.stage[*n].get(c).copied().unwrap_or(NO_STAGE);
                 match (&self.rules.nodes[*n].kind, s) {
                     (_, NO_STAGE) => (Value::Null, 0),
-                    (NodeKind::Lifecycle { stages }, s) => (Value::Str(Arc::from(stages[s as usize].0.as_str())), 0),
+                    (NodeKind::Lifecycle { stages }, s) => {
+                        (Value::Str(Arc::from(stages[s as usize].0.as_str())), 0)
+                    }
                     _ => (Value::Null, 0),
                 }
             }
@@ -220,7 +239,9 @@ impl<'a> EvalCtx<'a> {
                 let out = match (kind, v) {
                     (Cast::IntToMoney, Value::Int(i)) => i.checked_mul(scale).map(Value::Money),
                     (Cast::IntToFloat, Value::Int(i)) => Some(Value::Float(i as f64)),
-                    (Cast::MoneyToFloat, Value::Money(m)) => Some(Value::Float(m as f64 / scale as f64)),
+                    (Cast::MoneyToFloat, Value::Money(m)) => {
+                        Some(Value::Float(m as f64 / scale as f64))
+                    }
                     _ => None,
                 };
                 (out.unwrap_or(Value::Null), s)
@@ -265,12 +286,22 @@ impl<'a> EvalCtx<'a> {
             Field::FirstPurchaseAt => ts(a.first_purchase[c], NO_FIRST),
             Field::LastPurchaseAt => ts(a.last_purchase[c], NO_LAST),
             Field::LastRefundAt => ts(a.last_refund[c], NO_LAST),
-            Field::DistinctCategories => {
-                Value::Int(self.state.keyed.category_sets.get(c).map(|s| s.len()).unwrap_or(0) as i64)
-            }
-            Field::DistinctProducts => {
-                Value::Int(self.state.keyed.product_sets.get(c).map(|s| s.len()).unwrap_or(0) as i64)
-            }
+            Field::DistinctCategories => Value::Int(
+                self.state
+                    .keyed
+                    .category_sets
+                    .get(c)
+                    .map(|s| s.len())
+                    .unwrap_or(0) as i64,
+            ),
+            Field::DistinctProducts => Value::Int(
+                self.state
+                    .keyed
+                    .product_sets
+                    .get(c)
+                    .map(|s| s.len())
+                    .unwrap_or(0) as i64,
+            ),
         }
     }
 }
@@ -330,7 +361,8 @@ fn arith(op: ArithOp, l: Value, sl: i64, r: Value, sr: i64) -> (Value, i64) {
         };
         v.is_finite().then_some(v)
     };
-    let to_money = |f: f64| -> Option<i64> { (f.is_finite() && f.abs() < 9.0e18).then(|| f.round() as i64) };
+    let to_money =
+        |f: f64| -> Option<i64> { (f.is_finite() && f.abs() < 9.0e18).then(|| f.round() as i64) };
     let slope = match op {
         Add => sl + sr,
         Sub => sl - sr,
@@ -355,4 +387,3 @@ fn arith(op: ArithOp, l: Value, sl: i64, r: Value, sr: i64) -> (Value, i64) {
     };
     (out.unwrap_or(V::Null), slope)
 }
-

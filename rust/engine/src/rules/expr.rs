@@ -118,7 +118,9 @@ impl Field {
     /// Type of the field.
     pub fn ty(self) -> Ty {
         match self {
-            Field::Ltv | Field::GrossSpend | Field::Refunded | Field::MaxOrder | Field::Aov => Ty::Money,
+            Field::Ltv | Field::GrossSpend | Field::Refunded | Field::MaxOrder | Field::Aov => {
+                Ty::Money
+            }
             Field::FirstPurchaseAt | Field::LastPurchaseAt | Field::LastRefundAt => Ty::Ts,
             _ => Ty::Int,
         }

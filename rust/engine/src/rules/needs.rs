@@ -105,7 +105,12 @@ impl Needs {
         let mut out = Vec::new();
         for a in &other.accumulators {
             if !self.accumulators.contains(a) {
-                out.push(format!("{} of {} over {}", measure_word(a.measure), source_word(&a.source), window_word(a.window)));
+                out.push(format!(
+                    "{} of {} over {}",
+                    measure_word(a.measure),
+                    source_word(&a.source),
+                    window_word(a.window)
+                ));
             }
         }
         for h in &other.histories {
@@ -118,7 +123,11 @@ impl Needs {
                     h.lookback / 86_400_000,
                     k.lookback / 86_400_000
                 )),
-                None => out.push(format!("a {}-day history of {}", h.lookback / 86_400_000, source_word(&h.source))),
+                None => out.push(format!(
+                    "a {}-day history of {}",
+                    h.lookback / 86_400_000,
+                    source_word(&h.source)
+                )),
             }
         }
         if other.category_set && !self.category_set {
@@ -147,7 +156,11 @@ fn measure_word(m: Measure) -> &'static str {
 pub fn source_word(s: &Source) -> String {
     match s {
         Source::Signal(n) => format!("signal `{n}`"),
-        Source::Purchase { product, category, flag } => {
+        Source::Purchase {
+            product,
+            category,
+            flag,
+        } => {
             let mut parts = Vec::new();
             if let Some(p) = product {
                 parts.push(format!("product `{p}`"));
@@ -171,6 +184,10 @@ fn window_word(w: Window) -> String {
     match w {
         Window::All => "all time".into(),
         Window::Since(s) => format!("since {}", crate::time::format_ts(s)),
-        Window::Between(a, b) => format!("{}..{}", crate::time::format_ts(a), crate::time::format_ts(b)),
+        Window::Between(a, b) => format!(
+            "{}..{}",
+            crate::time::format_ts(a),
+            crate::time::format_ts(b)
+        ),
     }
 }

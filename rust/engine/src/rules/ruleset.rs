@@ -121,8 +121,7 @@ fn default_scale() -> u32 {
 impl RuleSetSpec {
     /// Reads the JSON form produced by the Python layer.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text)
-            .map_err(|e| EngineError::rule_plain(format!("rule set: {e}")))
+        serde_json::from_str(text).map_err(|e| EngineError::rule_plain(format!("rule set: {e}")))
     }
 
     /// Canonical JSON (stable field order), used for fingerprints and checkpoints.
@@ -132,6 +131,9 @@ impl RuleSetSpec {
 
     /// A stable fingerprint of the rules: 16 hex digits.
     pub fn fingerprint(&self) -> String {
-        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(self.to_json().as_bytes()))
+        format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(self.to_json().as_bytes())
+        )
     }
 }

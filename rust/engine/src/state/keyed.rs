@@ -49,7 +49,11 @@ pub struct Entry {
 
 #[derive(Debug, Clone, Copy)]
 enum Matcher {
-    Purchase { product: Option<u32>, category: Option<u32>, flag: Option<u32> },
+    Purchase {
+        product: Option<u32>,
+        category: Option<u32>,
+        flag: Option<u32>,
+    },
     Signal(u32),
 }
 
@@ -124,15 +128,27 @@ impl Keyed {
             months: Vec::new(),
             len: 0,
         };
-        k.acc_match = needs.accumulators.iter().map(|a| k.matcher(&a.source)).collect();
-        k.hist_match = needs.histories.iter().map(|h| k.matcher(&h.source)).collect();
+        k.acc_match = needs
+            .accumulators
+            .iter()
+            .map(|a| k.matcher(&a.source))
+            .collect();
+        k.hist_match = needs
+            .histories
+            .iter()
+            .map(|h| k.matcher(&h.source))
+            .collect();
         k
     }
 
     fn matcher(&mut self, s: &Source) -> Matcher {
         match s {
             Source::Signal(n) => Matcher::Signal(self.signals.add(n)),
-            Source::Purchase { product, category, flag } => Matcher::Purchase {
+            Source::Purchase {
+                product,
+                category,
+                flag,
+            } => Matcher::Purchase {
                 product: product.as_deref().map(|p| self.products.add(p)),
                 category: category.as_deref().map(|c| self.categories.add(c)),
                 flag: flag.as_deref().map(|f| self.flags.add(f)),
@@ -233,7 +249,14 @@ impl Keyed {
     fn matches(m: &Matcher, ev: &EventRow<'_>) -> bool {
         match (*m, ev.kind) {
             (Matcher::Signal(s), EventKind::Signal(Some(e))) => s == e,
-            (Matcher::Purchase { product, category, flag }, EventKind::Purchase | EventKind::Refund) => {
+            (
+                Matcher::Purchase {
+                    product,
+                    category,
+                    flag,
+                },
+                EventKind::Purchase | EventKind::Refund,
+            ) => {
                 product.is_none_or(|p| ev.tags.products.contains(&p))
                     && category.is_none_or(|c| ev.tags.categories.contains(&c))
                     && flag.is_none_or(|f| ev.tags.flags.contains(&f))
@@ -287,8 +310,14 @@ impl Keyed {
                     entries.drain(..cut);
                 }
             }
-            let entry = Entry { ts: ev.ts, amount: if counts { ev.amount } else { -ev.amount }, counts };
-            let at = entries.partition_point(|e| (e.ts, e.amount, e.counts) <= (entry.ts, entry.amount, entry.counts));
+            let entry = Entry {
+                ts: ev.ts,
+                amount: if counts { ev.amount } else { -ev.amount },
+                counts,
+            };
+            let at = entries.partition_point(|e| {
+                (e.ts, e.amount, e.counts) <= (entry.ts, entry.amount, entry.counts)
+            });
             entries.insert(at, entry);
         }
         if matches!(ev.kind, EventKind::Purchase) {
@@ -312,10 +341,19 @@ impl Keyed {
         let hist: usize = self
             .hist
             .iter()
-            .map(|h| h.capacity() * 24 + h.iter().map(|v| v.capacity() * std::mem::size_of::<Entry>()).sum::<usize>())
+            .map(|h| {
+                h.capacity() * 24
+                    + h.iter()
+                        .map(|v| v.capacity() * std::mem::size_of::<Entry>())
+                        .sum::<usize>()
+            })
             .sum();
-        let sets = |s: &Vec<Vec<u32>>| s.capacity() * 24 + s.iter().map(|v| v.capacity() * 4).sum::<usize>();
-        acc + hist + sets(&self.category_sets) + sets(&self.product_sets)
+        let sets = |s: &Vec<Vec<u32>>| {
+            s.capacity() * 24 + s.iter().map(|v| v.capacity() * 4).sum::<usize>()
+        };
+        acc + hist
+            + sets(&self.category_sets)
+            + sets(&self.product_sets)
             + self.months.capacity() * 24
             + self.months.iter().map(|v| v.capacity() * 4).sum::<usize>()
     }
@@ -350,7 +388,12 @@ impl Keyed {
             }
         }
         for (i, spec) in needs.histories.iter().enumerate() {
-            k.hist[i] = match self.needs.histories.iter().position(|h| h.source == spec.source) {
+            k.hist[i] = match self
+                .needs
+                .histories
+                .iter()
+                .position(|h| h.source == spec.source)
+            {
                 Some(j) => self.hist[j].clone(),
                 None => vec![Vec::new(); self.len],
             };

@@ -101,7 +101,12 @@ impl State {
 pub fn rekey(old: &State, rules: &crate::rules::CompiledRules) -> State {
     let mut traits = Traits::new(&rules.traits);
     for (i, (name, ty)) in rules.traits.iter().enumerate() {
-        if let Some(j) = old.traits.decl.iter().position(|(n, t)| n == name && t == ty) {
+        if let Some(j) = old
+            .traits
+            .decl
+            .iter()
+            .position(|(n, t)| n == name && t == ty)
+        {
             traits.values[i] = old.traits.values[j].clone();
         }
     }

@@ -15,7 +15,10 @@ pub struct Traits {
 impl Traits {
     /// Empty columns for the declared traits.
     pub fn new(decl: &[(String, TraitType)]) -> Self {
-        Traits { decl: decl.to_vec(), values: vec![Vec::new(); decl.len()] }
+        Traits {
+            decl: decl.to_vec(),
+            values: vec![Vec::new(); decl.len()],
+        }
     }
 
     /// Grows to `n` customers.

@@ -27,7 +27,9 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; write it as `30 days` or `12 hours`"))?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("duration `{text}` must be a non-negative number of units"));
+        return Err(format!(
+            "duration `{text}` must be a non-negative number of units"
+        ));
     }
     let per = match unit {
         "ms" | "millisecond" | "milliseconds" => 1,
@@ -60,14 +62,22 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let ms = if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         dt.timestamp_millis()
-    } else if let Some(dt) = ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
-        .iter()
-        .find_map(|f| DateTime::parse_from_str(t, f).ok())
+    } else if let Some(dt) = [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ]
+    .iter()
+    .find_map(|f| DateTime::parse_from_str(t, f).ok())
     {
         dt.timestamp_millis()
-    } else if let Some(dt) = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), f).ok())
+    } else if let Some(dt) = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), f).ok())
     {
         Utc.from_utc_datetime(&dt).timestamp_millis()
     } else if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
@@ -106,14 +116,26 @@ pub fn month_key(ms: i64) -> Option<i64> {
 /// First instant of the month after the one containing `ms`.
 pub fn next_month_start(ms: i64) -> Option<i64> {
     let d = to_datetime(ms)?;
-    let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
-    Some(Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single()?.timestamp_millis())
+    let (y, m) = if d.month() == 12 {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() + 1)
+    };
+    Some(
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()?
+            .timestamp_millis(),
+    )
 }
 
 /// First instant of the year after the one containing `ms`.
 pub fn next_year_start(ms: i64) -> Option<i64> {
     let d = to_datetime(ms)?;
-    Some(Utc.with_ymd_and_hms(d.year() + 1, 1, 1, 0, 0, 0).single()?.timestamp_millis())
+    Some(
+        Utc.with_ymd_and_hms(d.year() + 1, 1, 1, 0, 0, 0)
+            .single()?
+            .timestamp_millis(),
+    )
 }
 
 /// RFC 3339 rendering for messages.
@@ -132,7 +154,9 @@ mod tests {
         assert_eq!(parse_duration_ms("30 days").unwrap(), 30 * DAY);
         assert_eq!(parse_duration_ms("1 hour").unwrap(), HOUR);
         assert_eq!(parse_duration_ms("90d").unwrap(), 90 * DAY);
-        assert!(parse_duration_ms("1 month").unwrap_err().contains("days instead"));
+        assert!(parse_duration_ms("1 month")
+            .unwrap_err()
+            .contains("days instead"));
         assert!(parse_duration_ms("soon").is_err());
     }
 
