@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -40,12 +40,12 @@ def to_epoch_ms(ts: datetime | date | int | str) -> int:
         ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=timezone.utc)
-        return int(ts.timestamp() * 1000) if ts.microsecond % 1000 == 0 else int(
-            ts.timestamp() * 1000
+            ts = ts.replace(tzinfo=UTC)
+        return (
+            int(ts.timestamp() * 1000) if ts.microsecond % 1000 == 0 else int(ts.timestamp() * 1000)
         )
     if isinstance(ts, date):
-        return int(datetime(ts.year, ts.month, ts.day, tzinfo=timezone.utc).timestamp() * 1000)
+        return int(datetime(ts.year, ts.month, ts.day, tzinfo=UTC).timestamp() * 1000)
     raise TypeError(f"expected datetime, date, ISO string or epoch ms, got {type(ts).__name__}")
 
 
@@ -104,7 +104,7 @@ class Engine:
         ms = self._inner.clock
         if ms is None:
             return None
-        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
     @property
     def clock_ms(self) -> int | None:
@@ -132,11 +132,11 @@ class Engine:
         result: dict[str, Any] = self._inner.stats()
         return result
 
-    def save(
-        self, path: str | os.PathLike[str], offsets: Mapping[str, Any] | None = None
-    ) -> None:
+    def save(self, path: str | os.PathLike[str], offsets: Mapping[str, Any] | None = None) -> None:
         """Writes a checkpoint (Arrow IPC file) atomically, with the source offsets it covers."""
-        self._inner.save(os.fspath(path), json.dumps(dict(offsets)) if offsets is not None else None)
+        self._inner.save(
+            os.fspath(path), json.dumps(dict(offsets)) if offsets is not None else None
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], rules: Any = None) -> Engine:

@@ -14,14 +14,6 @@ import yaml
 from segstream import _segstream
 from segstream.errors import RuleError
 
-RulesLike = "RuleSet | str | os.PathLike[str] | Mapping[str, Any]"
-
-
-def _duration(value: Any) -> Any:
-    # YAML reads `30` as an int (ms would surprise); keep text and ints as given.
-    return value
-
-
 class RuleSet:
     """A rule set: segments, lifecycles, traits and options (see docs/rules.md)."""
 
@@ -65,7 +57,9 @@ class RuleSet:
             if looks_like_path or ("\n" not in rules and Path(rules).is_file()):
                 return cls.from_file(rules)
             return cls.from_yaml(rules)
-        raise TypeError(f"rules must be a RuleSet, dict, path or YAML text, not {type(rules).__name__}")
+        raise TypeError(
+            f"rules must be a RuleSet, dict, path or YAML text, not {type(rules).__name__}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The rule set as a plain dict."""
@@ -94,7 +88,6 @@ class RuleSet:
         return [lc["name"] for lc in self._spec.get("lifecycles", []) or []]
 
     def __repr__(self) -> str:
-        return (
-            f"RuleSet(segments={self.segment_names}, lifecycles={self.lifecycle_names}"
-            + (f", source={self.source!r})" if self.source else ")")
+        return f"RuleSet(segments={self.segment_names}, lifecycles={self.lifecycle_names}" + (
+            f", source={self.source!r})" if self.source else ")"
         )
