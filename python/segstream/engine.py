@@ -6,13 +6,15 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from segstream import _segstream
 from segstream.rules import RuleSet
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,8 @@ def to_epoch_ms(ts: datetime | date | int | str) -> int:
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
-        return (
-            int(ts.timestamp() * 1000) if ts.microsecond % 1000 == 0 else int(ts.timestamp() * 1000)
-        )
+        # Integer arithmetic: float seconds would round some milliseconds away.
+        return (ts - _EPOCH) // timedelta(milliseconds=1)
     if isinstance(ts, date):
         return int(datetime(ts.year, ts.month, ts.day, tzinfo=UTC).timestamp() * 1000)
     raise TypeError(f"expected datetime, date, ISO string or epoch ms, got {type(ts).__name__}")
