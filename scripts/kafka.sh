@@ -3,6 +3,7 @@
 # for the streaming service, its tests and its benchmark; no Docker involved.
 #
 #   scripts/kafka.sh start|stop|status|restart|clean|fetch
+#   scripts/kafka.sh consume TOPIC [console-consumer options…]   (watch a topic)
 #
 # The broker jars come from Maven Central through `mvn dependency:copy-dependencies` on a
 # small generated pom, cached in .kafka/<version>/libs (and ~/.m2). Every listener binds
@@ -50,7 +51,8 @@ java_bin() {
 }
 
 fetch() {
-  if [[ -f "$LIBS/.complete" ]]; then
+  # The marker names what the pom asks for, so a change to it fetches again.
+  if [[ -f "$LIBS/.complete-tools" ]]; then
     return 0
   fi
   command -v mvn >/dev/null || { log "mvn not found: install Maven (apt-get install maven)"; exit 1; }
@@ -70,6 +72,12 @@ fetch() {
       <version>$KAFKA_VERSION</version>
     </dependency>
     <dependency>
+      <!-- the console consumer and producer, for watching topics by hand -->
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
       <groupId>org.apache.logging.log4j</groupId>
       <artifactId>log4j-slf4j-impl</artifactId>
       <version>$LOG4J_VERSION</version>
@@ -78,9 +86,13 @@ fetch() {
 </project>
 EOF
   log "fetching kafka_2.13 $KAFKA_VERSION from Maven Central into $LIBS"
-  mvn -q -B -Dstyle.color=never -f "$build/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime
-  touch "$LIBS/.complete"
+  if ! mvn -q -B -Dstyle.color=never -f "$build/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$build/mvn.log" 2>&1; then
+    tail -n 30 "$build/mvn.log" >&2
+    log "Maven could not fetch the broker: see $build/mvn.log"
+    exit 1
+  fi
+  touch "$LIBS/.complete-tools"
 }
 
 write_config() {
@@ -229,15 +241,26 @@ status() {
   return 3
 }
 
+consume() {
+  local topic="${1:?usage: kafka.sh consume TOPIC [options]}"
+  shift
+  fetch
+  "$(java_bin)" -Xmx256m -Dlog4j2.level=warn -cp "$LIBS/*" \
+    org.apache.kafka.tools.consumer.ConsoleConsumer \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --topic "$topic" \
+    --property print.key=true --property key.separator=$'\t' "$@"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
   status) status ;;
   fetch) fetch ;;
+  consume) shift; consume "$@" ;;
   clean) stop; rm -rf "$DATA" "$CONF" "$LOG4J_CONF"; log "removed $DATA" ;;
   *)
-    echo "usage: $0 start|stop|restart|status|fetch|clean" >&2
+    echo "usage: $0 start|stop|restart|status|fetch|clean|consume TOPIC" >&2
     exit 2
     ;;
 esac

@@ -208,8 +208,8 @@ def resegment(
     if clock is not None:
         engine.advance_to(clock)
     snapshot = engine.snapshot()
-    sizes = engine.stats()
     names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
+    sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
     return BulkResult(
         memberships=snapshot.select(["customer_id", *names]),
         profiles=snapshot.drop_columns(names),
@@ -225,6 +225,19 @@ def resegment(
         files=[f.path for f in files],
         engine=engine,
     )
+
+
+def _in_rule_order(stats: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Segment sizes in the order the rules list them, lifecycle stages in stage order."""
+    ordered: dict[str, Any] = {}
+    for segment in spec.get("segments") or []:
+        ordered[segment["name"]] = stats.get(segment["name"], 0)
+    for lifecycle in spec.get("lifecycles") or []:
+        counts = stats.get(lifecycle["name"]) or {}
+        ordered[lifecycle["name"]] = {
+            stage["name"]: counts.get(stage["name"], 0) for stage in lifecycle["stages"]
+        }
+    return ordered
 
 
 def to_utc(value: datetime | date | str | int | None) -> datetime | None:
@@ -428,7 +441,7 @@ def _max_ms(ts: pa.Array | pa.ChunkedArray) -> int | None:
 
 def _rejected_rows(part: _Part, refused: pa.Table, path: str) -> tuple[pa.Table, int]:
     """The refused events with reason and source row, in REJECTED_SCHEMA; and their line count."""
-    index = refused["row"]
+    index = refused["row"].combine_chunks()
     rows = part.table.take(index)
     if part.source_rows is None:
         source = pc.add(index, part.first_row)

@@ -252,7 +252,7 @@ def _report(result: BulkResult, written: dict[str, Any]) -> None:
     """Segment sizes and shares, then the row counts and time, on stdout."""
     out = Console(highlight=False)
     customers = result.customers
-    table = Table(title=f"{customers:,} customers as of {_when(result)}", title_justify="left")
+    table = Table(title=f"{customers:,} customers, as of {_when(result)} UTC", title_justify="left")
     table.add_column("segment")
     table.add_column("members", justify="right")
     table.add_column("share", justify="right")
@@ -264,14 +264,18 @@ def _report(result: BulkResult, written: dict[str, Any]) -> None:
             table.add_row(name, f"{size:,}", _share(size, customers))
     out.print(table)
     rate = result.rows_read / result.elapsed if result.elapsed > 0 else 0.0
+    # soft_wrap: in a pipe rich assumes 80 columns; these lines are for grep, not for layout.
     out.print(
         f"rows read {result.rows_read:,}, skipped (after as-of) {result.rows_skipped:,}, "
         f"rejected {result.rows_rejected:,}; {result.events:,} events in "
-        f"{result.elapsed:.2f} s ({rate:,.0f} rows/s)"
+        f"{result.elapsed:.2f} s ({rate:,.0f} rows/s)",
+        soft_wrap=True,
     )
-    out.print(f"wrote {', '.join(str(p) for p in written.values())}")
+    out.print(f"wrote {', '.join(str(p) for p in written.values())}", soft_wrap=True)
     if result.rows_rejected:
-        out.print(f"see {written['rejected']} for the rejected rows and their reasons")
+        out.print(
+            f"see {written['rejected']} for the rejected rows and their reasons", soft_wrap=True
+        )
 
 
 def _share(count: int, total: int) -> str:
@@ -279,4 +283,6 @@ def _share(count: int, total: int) -> str:
 
 
 def _when(result: BulkResult) -> str:
-    return result.as_of.strftime("%Y-%m-%d %H:%M:%S UTC") if result.as_of else "-"
+    if result.as_of is None:
+        return "-"
+    return result.as_of.strftime("%Y-%m-%d %H:%M:%S" if result.as_of.second else "%Y-%m-%d %H:%M")

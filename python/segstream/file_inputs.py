@@ -165,8 +165,13 @@ def _rows_hint(path: str, fmt: str, size: int) -> int | None:
 
 
 def _file_format(fmt: str) -> ds.FileFormat | str:
-    if fmt == "tsv":
-        return ds.CsvFileFormat(parse_options=pacsv.ParseOptions(delimiter="\t"))
+    if fmt in ("csv", "tsv"):
+        # An empty field is NULL, as in DuckDB and Polars: an empty event_id or order_id
+        # must not become a real key that every such row shares.
+        return ds.CsvFileFormat(
+            parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
     if fmt == "json":
         return ds.JsonFileFormat()
     return fmt

@@ -14,6 +14,7 @@ import yaml
 from segstream import _segstream
 from segstream.errors import RuleError
 
+
 class RuleSet:
     """A rule set: segments, lifecycles, traits and options (see docs/rules.md)."""
 

@@ -218,7 +218,10 @@ class SegmentService:
         for letter in out.dead_letters:
             key, value = letter.encode()
             log.warning(
-                "dead letter %s/%d@%d: %s", letter.topic, letter.partition, letter.offset,
+                "dead letter %s/%d@%d: %s",
+                letter.topic,
+                letter.partition,
+                letter.offset,
                 letter.reason,
             )
             await producer.send(self.settings.dead_letter_topic, key, value, None, None, None)
@@ -227,9 +230,7 @@ class SegmentService:
     async def tick(self) -> None:
         """Advance engine clocks (wall clock or watermark) and publish time-driven changes."""
         async with self._lock:
-            targets = tick_targets(
-                self.settings.clock, self.processor.clocks(), self._caught_up
-            )
+            targets = tick_targets(self.settings.clock, self.processor.clocks(), self._caught_up)
             if targets:
                 await self.publish(self.processor.advance(targets))
 

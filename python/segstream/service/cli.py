@@ -39,33 +39,48 @@ def _register_worker(subparsers: Any) -> None:
     p.add_argument("--changes-topic", default=d.changes_topic, help="(%(default)s)")
     p.add_argument("--dead-letter-topic", default=d.dead_letter_topic, help="(%(default)s)")
     p.add_argument(
-        "--partitions", type=int, default=d.partitions,
+        "--partitions",
+        type=int,
+        default=d.partitions,
         help="partitions of topics created when missing (%(default)s)",
     )
     p.add_argument(
-        "--state-dir", default=d.state_dir,
+        "--state-dir",
+        default=d.state_dir,
         help="checkpoint directory or fsspec URL (%(default)s)",
     )
     p.add_argument(
-        "--clock", choices=["wall", "watermark"], default=d.clock,
+        "--clock",
+        choices=["wall", "watermark"],
+        default=d.clock,
         help="what advances the engine clock between events (%(default)s)",
     )
-    p.add_argument("--tick-interval", type=float, default=d.tick_interval, help="seconds (%(default)s)")
+    p.add_argument(
+        "--tick-interval", type=float, default=d.tick_interval, help="seconds (%(default)s)"
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(%(default)s)")
     p.add_argument(
-        "--checkpoint-interval", type=float, default=d.checkpoint_interval,
+        "--checkpoint-interval",
+        type=float,
+        default=d.checkpoint_interval,
         help="seconds between checkpoints (%(default)s)",
     )
     p.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every,
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
         help="checkpoint a partition after this many messages (%(default)s)",
     )
     p.add_argument(
-        "--max-message-bytes", type=int, default=d.max_message_bytes,
+        "--max-message-bytes",
+        type=int,
+        default=d.max_message_bytes,
         help="larger messages are dead-lettered (%(default)s)",
     )
     p.add_argument(
-        "--session-timeout", type=float, default=d.session_timeout,
+        "--session-timeout",
+        type=float,
+        default=d.session_timeout,
         help="seconds before a silent worker's partitions move to the others (%(default)s)",
     )
     p.add_argument("--loglevel", default="info", help="(%(default)s)")
@@ -87,11 +102,14 @@ def _register_produce(subparsers: Any) -> None:
     p.add_argument("--customers", type=int, default=1_000, help="distinct customers (%(default)s)")
     p.add_argument("--seed", type=int, default=7, help="generator seed (%(default)s)")
     p.add_argument(
-        "--traits", action="store_true",
+        "--traits",
+        action="store_true",
         help="start with one trait upsert (identify) per customer",
     )
     p.add_argument(
-        "--partitions", type=int, default=4,
+        "--partitions",
+        type=int,
+        default=4,
         help="partitions if the topic must be created (%(default)s)",
     )
     p.set_defaults(func=run_produce)
@@ -146,7 +164,9 @@ def run_produce(args: argparse.Namespace) -> int:
     )
     messages = keyed(values)
     report = asyncio.run(
-        produce(args.broker, args.topic, messages, rate=args.rate or None, partitions=args.partitions)
+        produce(
+            args.broker, args.topic, messages, rate=args.rate or None, partitions=args.partitions
+        )
     )
     print(
         f"sent {report.messages} messages to {args.topic} in {report.seconds:.2f}s "

@@ -106,4 +106,3 @@ class DeadLetter:
         else:
             body["payload"] = quoted.decode("utf-8", "replace")
         return self.key, json.dumps(body, separators=(",", ":")).encode()
-

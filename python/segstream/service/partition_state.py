@@ -39,9 +39,7 @@ class PartitionState:
     last_checkpoint: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def restore(
-        cls, partition: int, engine: Engine, topics: Iterable[str]
-    ) -> PartitionState:
+    def restore(cls, partition: int, engine: Engine, topics: Iterable[str]) -> PartitionState:
         """Wrap a loaded engine, taking the applied offsets from its checkpoint metadata."""
         saved: Mapping[str, Any] = engine.source_offsets or {}
         applied = {

@@ -95,7 +95,9 @@ class Processor:
                 log.info("partition %d: no checkpoint, starting empty", p)
             else:
                 state = PartitionState.restore(p, engine, self._input_topics)
-                log.info("partition %d: restored %s at %s", p, self.store.describe(p), state.applied)
+                log.info(
+                    "partition %d: restored %s at %s", p, self.store.describe(p), state.applied
+                )
                 if engine.fingerprint != self._fingerprint():
                     log.info("partition %d: checkpoint has other rules; replacing them", p)
                     out.add_changes(engine.replace_rules(self.settings.rules))
@@ -151,7 +153,9 @@ class Processor:
                 out.dead_letters.append(self._dead(message, "empty message (no value)"))
             elif len(value) > limit:
                 out.dead_letters.append(
-                    self._dead(message, f"message of {len(value)} bytes exceeds the {limit}-byte limit")
+                    self._dead(
+                        message, f"message of {len(value)} bytes exceeds the {limit}-byte limit"
+                    )
                 )
             elif is_arrow_ipc(value):
                 # Keep the order of the partition: JSON before this message goes in first.
@@ -260,7 +264,11 @@ class Processor:
         return [
             p
             for p, state in self.partitions.items()
-            if (state.dirty if force else state.checkpoint_due(now, s.checkpoint_interval, s.checkpoint_every))
+            if (
+                state.dirty
+                if force
+                else state.checkpoint_due(now, s.checkpoint_interval, s.checkpoint_every)
+            )
         ]
 
     def checkpoint(self, partitions: Iterable[int]) -> dict[tuple[str, int], int]:

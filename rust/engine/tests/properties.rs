@@ -1,0 +1,564 @@
+//! Property tests of the engine's contracts:
+//!
+//! (a) the same events in any order and any batching give the same state and
+//!     memberships (aggregates are commutative; timers make time-driven rules
+//!     exact whatever the clock did on the way);
+//! (b) the rule compiler never panics, whatever the rule text;
+//! (c) loading a damaged or arbitrary checkpoint file is an error, never a panic;
+//! (d) advancing the clock in random steps ends in the same memberships, with
+//!     the same time-driven changes, as one step.
+//!
+//!     cargo test --release -p segstream-engine --test properties
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_cast::display::array_value_to_string;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use segstream_engine::output::snapshot_batch;
+use segstream_engine::rules::compile_ruleset;
+use segstream_engine::{Change, Engine, RuleSetSpec};
+use serde_json::json;
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+/// 2024-01-01T00:00:00Z
+const T0: i64 = 1_704_067_200_000;
+
+// ---------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Ev {
+    customer: u8,
+    ts: i64,
+    kind: &'static str,
+    cents: i64,
+    quantity: Option<i64>,
+    products: Vec<&'static str>,
+    categories: Vec<&'static str>,
+    flags: Vec<&'static str>,
+}
+
+const KINDS: [&str; 5] = ["purchase", "purchase", "refund", "page_view", "support_case"];
+const PRODUCTS: [&str; 3] = ["p1", "p2", "p3"];
+const CATEGORIES: [&str; 4] = ["kitchen", "tableware", "grocery", "toys"];
+const FLAGS: [&str; 2] = ["gift", "b2b"];
+
+fn tags(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(prop::sample::select(pool), 0..3)
+}
+
+fn event() -> impl Strategy<Value = Ev> {
+    (
+        0u8..8,
+        0i64..(200 * 24),
+        prop::sample::select(&KINDS[..]),
+        0i64..15_000,
+        prop::option::of(0i64..8),
+        tags(&PRODUCTS),
+        tags(&CATEGORIES),
+        tags(&FLAGS),
+    )
+        .prop_map(|(customer, hour, kind, cents, quantity, products, categories, flags)| Ev {
+            customer,
+            ts: T0 + hour * HOUR,
+            kind,
+            cents,
+            quantity,
+            products,
+            categories,
+            flags,
+        })
+}
+
+fn list_column(rows: impl Iterator<Item = Vec<&'static str>>) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for v in row {
+            b.values().append_value(v);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+/// The events as one Arrow batch with the engine's column names.
+fn batch(events: &[Ev], str_ids: bool) -> RecordBatch {
+    let ids: ArrayRef = if str_ids {
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| format!("c{}", e.customer))))
+    } else {
+        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| 1000 + e.customer as i64)))
+    };
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("customer_id", ids),
+        (
+            "ts",
+            Arc::new(TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.ts)).with_timezone("UTC")),
+        ),
+        ("event_type", Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.kind)))),
+        ("amount", Arc::new(Float64Array::from_iter_values(events.iter().map(|e| e.cents as f64 / 100.0)))),
+        ("quantity", Arc::new(Int64Array::from_iter(events.iter().map(|e| e.quantity)))),
+        ("product_ids", list_column(events.iter().map(|e| e.products.clone()))),
+        ("categories", list_column(events.iter().map(|e| e.categories.clone()))),
+        ("flags", list_column(events.iter().map(|e| e.flags.clone()))),
+    ];
+    RecordBatch::try_from_iter(cols).expect("valid batch")
+}
+
+// ---------------------------------------------------------------------------
+// Rules
+// ---------------------------------------------------------------------------
+
+/// Order-independent rules: everything the language offers except cooldown
+/// (which by design depends on the history of memberships).
+fn rules(lateness: &str) -> RuleSetSpec {
+    let spec = json!({
+        "currency_scale": 2,
+        "allowed_lateness": lateness,
+        "segments": [
+            {"name": "big", "rule": "ltv >= 100"},
+            {"name": "dormant", "rule": "orders >= 2 AND last_purchase_at <= now() - INTERVAL '90 days'"},
+            {"name": "lapsed", "rule": "last_purchase_at < now() - INTERVAL '30 days'"},
+            {"name": "cross_sell", "rule": "has_category('kitchen') AND NOT has_category('tableware') AND last_purchase_at(category => 'kitchen') <= now() - INTERVAL '30 days'"},
+            {"name": "replenish", "rule": "purchases(product => 'p1', within => INTERVAL '60 days') >= 2"},
+            {"name": "recent_spend", "rule": "spend(within => INTERVAL '30 days') >= 50"},
+            {"name": "browsers", "rule": "events('page_view', within => INTERVAL '7 days') >= 2 AND orders <= 1"},
+            {"name": "support", "rule": "events('support_case', within => INTERVAL '10 days') >= 1"},
+            {"name": "refunders", "rule": "last_refund_at >= now() - INTERVAL '30 days'"},
+            {"name": "gifts", "rule": "purchases(flag => 'gift') * 2 > orders"},
+            {"name": "seasonal", "rule": "purchased_in_month(month(now() - INTERVAL '60 days'))"},
+            {"name": "upsell", "rule": "NOT has_product('p2') AND first_purchase_at(product => 'p1') <= now() - INTERVAL '20 days' AND first_purchase_at(product => 'p1') > now() - INTERVAL '50 days'"},
+            {"name": "suppressed", "rule": "in_segment('refunders') OR in_segment('support')"},
+            {"name": "loyal", "rule": "ltv >= 30 AND NOT in_segment('suppressed')", "holdout": 20},
+            {"name": "bulk", "rule": "max_quantity >= 5 OR items >= 10"},
+            {"name": "since_march", "rule": "spend(category => 'grocery', since => TIMESTAMP '2024-03-01') >= 20"},
+            {"name": "february", "rule": "purchases(between => (TIMESTAMP '2024-02-01', TIMESTAMP '2024-03-01')) >= 1"},
+            {"name": "variety", "rule": "aov >= 20 AND distinct_categories >= 2 AND distinct_products >= 1"},
+            {"name": "recent_kitchen", "rule": "spend(category => 'kitchen', flag => 'gift', within => INTERVAL '45 days') > 10 OR last_event_at('page_view') >= now() - INTERVAL '3 days'"}
+        ],
+        "lifecycles": [
+            {"name": "vip", "stages": [
+                {"name": "gold", "rule": "ltv >= 200"},
+                {"name": "silver", "rule": "ltv >= 100"},
+                {"name": "bronze", "rule": "ltv >= 30"},
+                {"name": "regular", "rule": "orders >= 1"}
+            ]},
+            {"name": "activity", "stages": [
+                {"name": "active", "rule": "purchases(within => INTERVAL '14 days') >= 1"},
+                {"name": "cooling", "rule": "purchases(within => INTERVAL '45 days') >= 1"},
+                {"name": "cold", "rule": "orders >= 1"}
+            ]}
+        ]
+    });
+    RuleSetSpec::from_json(&spec.to_string()).expect("valid rule set")
+}
+
+/// The same rules plus a cooldown segment (for the time-only property).
+fn rules_with_cooldown(lateness: &str) -> RuleSetSpec {
+    let mut spec = rules(lateness);
+    let mut extra = RuleSetSpec::from_json(
+        &json!({"segments": [
+            {"name": "win_back", "rule": "last_purchase_at <= now() - INTERVAL '20 days' AND last_purchase_at > now() - INTERVAL '40 days'", "cooldown": "30 days"},
+            {"name": "active_cd", "rule": "purchases(within => INTERVAL '10 days') >= 1", "cooldown": "5 days"}
+        ]})
+        .to_string(),
+    )
+    .expect("valid rule set");
+    spec.segments.append(&mut extra.segments);
+    spec
+}
+
+// ---------------------------------------------------------------------------
+// Comparing engines
+// ---------------------------------------------------------------------------
+
+/// The snapshot as id -> rendered row, plus the column names: independent of
+/// the order in which customers were first seen.
+fn snapshot_by_id(engine: &Engine) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    let b = snapshot_batch(engine);
+    let names = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows = BTreeMap::new();
+    for r in 0..b.num_rows() {
+        let row: Vec<String> =
+            b.columns().iter().map(|c| array_value_to_string(c, r).expect("displayable")).collect();
+        rows.insert(row[0].clone(), row);
+    }
+    (names, rows)
+}
+
+fn same_engines(a: &Engine, b: &Engine, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.clock, b.clock, "{}: clock", what);
+    prop_assert_eq!(a.num_customers(), b.num_customers(), "{}: customers", what);
+    let (na, ra) = snapshot_by_id(a);
+    let (nb, rb) = snapshot_by_id(b);
+    prop_assert_eq!(na.clone(), nb, "{}: snapshot columns", what);
+    for (id, row) in &ra {
+        let other = rb.get(id);
+        prop_assert!(other.is_some(), "{}: customer {} missing", what, id);
+        let other = other.unwrap();
+        for (i, name) in na.iter().enumerate() {
+            prop_assert_eq!(&row[i], &other[i], "{}: customer {} column `{}`", what, id, name);
+        }
+    }
+    prop_assert_eq!(&a.members.seg_count, &b.members.seg_count, "{}: segment counts", what);
+    prop_assert_eq!(&a.members.stage_count, &b.members.stage_count, "{}: stage counts", what);
+    Ok(())
+}
+
+fn change_key(c: &Change) -> (u32, u32, &'static str, u8, u8, i64, &'static str) {
+    (c.customer, c.node, c.kind.as_str(), c.from, c.to, c.at, c.cause.as_str())
+}
+
+/// Splits `events` into consecutive batches of the given sizes (the last takes the rest).
+fn split<'a>(events: &'a [Ev], sizes: &[usize]) -> Vec<&'a [Ev]> {
+    let mut out = Vec::new();
+    let mut rest = events;
+    for &s in sizes {
+        if rest.is_empty() {
+            break;
+        }
+        let (head, tail) = rest.split_at(s.min(rest.len()));
+        out.push(head);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// (c) helpers: temp files and panics caught inside `checkpoint::load`
+// ---------------------------------------------------------------------------
+
+static FILE_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_path(tag: &str) -> PathBuf {
+    let n = FILE_SEQ.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("segstream-prop-{}-{tag}-{n}.arrow", std::process::id()))
+}
+
+thread_local! {
+    /// Panics seen on this thread while the flag is set (load catches them).
+    static WATCH: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+fn install_panic_watch() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let watched = WATCH.with(|w| match w.get() {
+                Some(n) => {
+                    w.set(Some(n + 1));
+                    true
+                }
+                None => false,
+            });
+            if watched {
+                eprintln!("panic inside checkpoint::load (caught by load): {info}");
+            } else {
+                prev(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, returning its value and how many panics happened inside it
+/// (panics that `f` itself caught included).
+fn count_panics<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    install_panic_watch();
+    WATCH.with(|w| w.set(Some(0)));
+    let out = f();
+    let n = WATCH.with(|w| w.replace(None)).unwrap_or(0);
+    (out, n)
+}
+
+/// A valid checkpoint of an engine that saw `events`, as bytes.
+fn checkpoint_bytes(events: &[Ev], str_ids: bool) -> Vec<u8> {
+    let mut engine = Engine::new(rules_with_cooldown("0 ms")).unwrap();
+    if !events.is_empty() {
+        engine.ingest(&batch(events, str_ids)).unwrap();
+    }
+    let path = temp_path("valid");
+    segstream_engine::checkpoint::save(&engine, path.to_str().unwrap()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
+fn load_bytes(bytes: &[u8]) -> (segstream_engine::Result<Engine>, usize) {
+    let path = temp_path("load");
+    std::fs::write(&path, bytes).unwrap();
+    let p = path.to_str().unwrap().to_string();
+    let out = count_panics(|| segstream_engine::checkpoint::load(&p, None));
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Overwrite the byte at (fraction of the length) with a value.
+    Set(f64, u8),
+    /// Flip one bit.
+    Flip(f64, u8),
+    /// Cut the file at a fraction of its length.
+    Truncate(f64),
+    /// Insert bytes at a fraction of the length.
+    Insert(f64, Vec<u8>),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        4 => (0.0f64..1.0, any::<u8>()).prop_map(|(p, v)| Damage::Set(p, v)),
+        4 => (0.0f64..1.0, 0u8..8).prop_map(|(p, b)| Damage::Flip(p, b)),
+        1 => (0.0f64..1.0).prop_map(Damage::Truncate),
+        1 => (0.0f64..1.0, prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(p, v)| Damage::Insert(p, v)),
+    ]
+}
+
+fn apply_damage(bytes: &mut Vec<u8>, d: &Damage) {
+    let at = |p: f64, len: usize| ((p * len as f64) as usize).min(len.saturating_sub(1));
+    match d {
+        Damage::Set(p, v) => {
+            let i = at(*p, bytes.len());
+            bytes[i] = *v;
+        }
+        Damage::Flip(p, b) => {
+            let i = at(*p, bytes.len());
+            bytes[i] ^= 1 << b;
+        }
+        Damage::Truncate(p) => bytes.truncate(at(*p, bytes.len())),
+        Damage::Insert(p, v) => {
+            let i = at(*p, bytes.len());
+            bytes.splice(i..i, v.iter().copied());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (b) rule text
+// ---------------------------------------------------------------------------
+
+const TOKENS: &[&str] = &[
+    "ltv", "orders", "refunds", "gross_spend", "refunded", "max_order", "aov", "items", "max_quantity",
+    "distinct_categories", "distinct_products", "first_purchase_at", "last_purchase_at", "last_refund_at",
+    "now()", "now", "has_category", "has_product", "purchases", "spend", "events", "last_event_at",
+    "purchased_in_month", "month", "year", "in_segment", "stage", "coalesce", "industry", "size",
+    "(", ")", "(", ")", ",", "=>", "category", "product", "flag", "within", "since", "between",
+    "AND", "OR", "NOT", "IS", "NULL", "TRUE", "FALSE", "BETWEEN", "IN", "LIKE", "CASE", "WHEN", "THEN",
+    "END", "CAST", "AS", "=", "<>", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||",
+    "0", "1", "-1", "2.5", "1e308", "9223372036854775807", "99999999999999999999", "0.001",
+    "'kitchen'", "'p1'", "'page_view'", "''", "'x'", "'gold'", "'vip'", "'seg'",
+    "INTERVAL '30 days'", "INTERVAL '1 ms'", "INTERVAL '2 months'", "INTERVAL 'x'", "INTERVAL '-5 days'",
+    "INTERVAL '9223372036854775807 weeks'", "TIMESTAMP '2024-05-01 10:00:00'", "DATE '2024-05-01'",
+    "TIMESTAMP 'nope'", "DATE '99999-01-01'", "[", "]", "?", "$1", "::", ":", ";", "\"q\"", "é",
+];
+
+fn rule_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        // Anything at all.
+        2 => any::<String>(),
+        2 => "[ -~]{0,80}",
+        // Token soup: mostly well-formed-looking SQL.
+        6 => prop::collection::vec(prop::sample::select(TOKENS), 0..24).prop_map(|t| t.join(" ")),
+        // Deep nesting.
+        1 => (1usize..200, prop::sample::select(&["(", "NOT ", "-", "coalesce("][..]))
+            .prop_map(|(n, open)| format!("{}ltv{}", open.repeat(n), if open.ends_with('(') { ")".repeat(n) } else { String::new() })),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The properties
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    /// (a) Any order, any batching: the same state and memberships, and still
+    /// the same after the clock moves on.
+    #[test]
+    fn order_and_batching_do_not_matter(
+        (events, shuffled, sizes) in prop::collection::vec(event(), 1..50).prop_flat_map(|evs| {
+            (Just(evs.clone()), Just(evs).prop_shuffle(), prop::collection::vec(1usize..12, 0..12))
+        }),
+        str_ids in any::<bool>(),
+        lateness in prop::sample::select(&["0 ms", "2 days"][..]),
+        later_days in 1i64..400,
+    ) {
+        let spec = rules(lateness);
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|e| e.ts);
+        let mut one = Engine::new(spec.clone()).unwrap();
+        let out = one.ingest(&batch(&sorted, str_ids)).unwrap();
+        prop_assert!(out.rejected.is_empty(), "rejected: {:?}", out.rejected);
+
+        let mut many = Engine::new(spec).unwrap();
+        for part in split(&shuffled, &sizes) {
+            let out = many.ingest(&batch(part, str_ids)).unwrap();
+            prop_assert!(out.rejected.is_empty(), "rejected: {:?}", out.rejected);
+        }
+        same_engines(&one, &many, "after ingest")?;
+
+        let until = sorted.last().unwrap().ts + later_days * DAY;
+        one.advance_to(until);
+        many.advance_to(until);
+        same_engines(&one, &many, "after advance_to")?;
+    }
+
+    /// (d) Advancing in random steps (some of them backwards, which must do
+    /// nothing) gives the same memberships and the same changes as one step.
+    #[test]
+    fn advancing_in_steps_equals_one_step(
+        events in prop::collection::vec(event(), 1..40),
+        str_ids in any::<bool>(),
+        lateness in prop::sample::select(&["0 ms", "3 days"][..]),
+        steps in prop::collection::vec(-10 * DAY..60 * DAY, 0..25),
+        total_days in 1i64..500,
+    ) {
+        let mut base = Engine::new(rules_with_cooldown(lateness)).unwrap();
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|e| e.ts);
+        base.ingest(&batch(&sorted, str_ids)).unwrap();
+        let start = base.clock.unwrap();
+        let until = start + total_days * DAY;
+
+        let mut jump = base.clone();
+        let mut jump_changes: Vec<_> = jump.advance_to(until).iter().map(change_key).collect();
+
+        let mut stepped = base;
+        let mut stepped_changes = Vec::new();
+        let mut t = start;
+        for s in steps {
+            t = (t + s).min(until);
+            stepped_changes.extend(stepped.advance_to(t).iter().map(change_key));
+        }
+        stepped_changes.extend(stepped.advance_to(until).iter().map(change_key));
+
+        prop_assert!(stepped_changes.iter().all(|c| c.6 == "time"));
+        jump_changes.sort();
+        stepped_changes.sort();
+        prop_assert_eq!(jump_changes, stepped_changes, "time-driven changes differ");
+        same_engines(&jump, &stepped, "after advancing")?;
+        for c in 0..jump.num_customers() as u32 {
+            prop_assert_eq!(jump.timers.due(c), stepped.timers.due(c), "timer of customer {}", c);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// (b) Compiling any rule text returns Ok or Err, never panics; the same
+    /// for the rule in a lifecycle stage and for arbitrary durations and names.
+    #[test]
+    fn rule_compiler_never_panics(
+        rule in rule_text(),
+        name in prop_oneof![Just("seg".to_string()), "[a-z_]{1,8}", any::<String>()],
+        duration in prop_oneof![Just("30 days".to_string()), "[0-9 a-z-]{0,20}", any::<String>()],
+    ) {
+        let spec = json!({
+            "traits": {"industry": "string", "size": "int"},
+            "allowed_lateness": duration.clone(),
+            "segments": [
+                {"name": name, "rule": rule.clone(), "cooldown": duration},
+                {"name": "other", "rule": "orders >= 1"}
+            ],
+            "lifecycles": [{"name": "vip", "stages": [{"name": "gold", "rule": rule}]}]
+        });
+        if let Ok(spec) = RuleSetSpec::from_json(&spec.to_string()) {
+            let _ = compile_ruleset(&spec);
+            let _ = segstream_engine::rules::describe::describe(&spec);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// (c) Arbitrary bytes are never a checkpoint: load returns Err.
+    #[test]
+    fn loading_arbitrary_bytes_is_an_error(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..4096),
+            // An Arrow IPC file's magic around garbage gets past the first check.
+            prop::collection::vec(any::<u8>(), 0..4096).prop_map(|mut v| {
+                let mut b = b"ARROW1\0\0".to_vec();
+                b.append(&mut v);
+                b.extend_from_slice(b"ARROW1");
+                b
+            }),
+        ],
+    ) {
+        let (res, panics) = load_bytes(&bytes);
+        prop_assert!(res.is_err(), "arbitrary bytes loaded as a checkpoint");
+        prop_assert_eq!(panics, 0, "load panicked internally (and caught it)");
+    }
+
+    /// (c) A damaged checkpoint loads as an error, or as an engine that works
+    /// (snapshot, advance_to, ingest, save), never a panic.
+    #[test]
+    fn damaged_checkpoints_never_panic(
+        events in prop::collection::vec(event(), 0..20),
+        str_ids in any::<bool>(),
+        damages in prop::collection::vec(damage(), 1..4),
+        more in prop::collection::vec(event(), 1..5),
+    ) {
+        let mut bytes = checkpoint_bytes(&events, str_ids);
+        for d in &damages {
+            if bytes.is_empty() {
+                break;
+            }
+            apply_damage(&mut bytes, d);
+        }
+        let (res, panics) = load_bytes(&bytes);
+        prop_assert_eq!(panics, 0, "load panicked internally (and caught it)");
+        if let Ok(mut engine) = res {
+            let used = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = snapshot_batch(&engine);
+                let t = engine.clock.unwrap_or(T0);
+                engine.advance_to(t.saturating_add(400 * DAY));
+                let _ = engine.ingest(&batch(&more, str_ids));
+                let path = temp_path("resave");
+                let _ = segstream_engine::checkpoint::save(&engine, path.to_str().unwrap());
+                let _ = std::fs::remove_file(&path);
+            }));
+            prop_assert!(used.is_ok(), "an engine loaded from a damaged checkpoint panicked when used");
+        }
+    }
+}
+
+/// The undamaged checkpoint round-trips (guards the damage test against
+/// testing only files that never loaded in the first place).
+#[test]
+fn valid_checkpoint_round_trips() {
+    let events: Vec<Ev> = (0..30)
+        .map(|i| Ev {
+            customer: (i % 7) as u8,
+            ts: T0 + i * 5 * HOUR,
+            kind: KINDS[i as usize % KINDS.len()],
+            cents: 1_000 + i * 37,
+            quantity: Some(i % 4),
+            products: vec![PRODUCTS[i as usize % 3]],
+            categories: vec![CATEGORIES[i as usize % 4]],
+            flags: vec![],
+        })
+        .collect();
+    for str_ids in [false, true] {
+        let bytes = checkpoint_bytes(&events, str_ids);
+        let (res, panics) = load_bytes(&bytes);
+        assert_eq!(panics, 0);
+        let loaded = res.expect("valid checkpoint loads");
+        let mut original = Engine::new(rules_with_cooldown("0 ms")).unwrap();
+        original.ingest(&batch(&events, str_ids)).unwrap();
+        assert_eq!(snapshot_by_id(&loaded), snapshot_by_id(&original));
+    }
+}
