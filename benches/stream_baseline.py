@@ -142,9 +142,7 @@ def create_app(args: argparse.Namespace) -> faust.App:
     )
     events = app.topic(args.events_topic, key_serializer="raw", value_serializer="raw")
     changes = app.topic(args.changes_topic, key_serializer="raw", value_serializer="raw")
-    table = app.Table(
-        "aggregates", partitions=args.partitions, key_serializer="raw", value_serializer="json"
-    )
+    table = app.Table("aggregates", partitions=args.partitions, key_type=bytes, value_type=dict)
     progress = {"applied": 0, "changes": 0, "clock": 0}
 
     @app.agent(events)
@@ -165,7 +163,8 @@ def create_app(args: argparse.Namespace) -> faust.App:
             before = agg["members"]
             after = evaluate(agg, now)
             for name, value_now in after.items():
-                if before.get(name) != value_now:
+                # Absent means "never a member": False for segments, None for stages.
+                if before.get(name, None if name == "vip_tier" else False) != value_now:
                     change = {"customer_id": key.decode(), "segment": name, "to": value_now,
                               "at": now}  # fmt: skip
                     await changes.send(key=key, value=json.dumps(change).encode())

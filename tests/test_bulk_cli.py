@@ -209,6 +209,24 @@ def test_each_format_matches_engine_ingest(
     assert counts["rows_rejected"] == 0
 
 
+def test_json_lines_whose_first_block_has_no_orders(rules: Path, tmp_path: Path) -> None:
+    # Signals first, null keys left out (as JSON writers do): `amount`, `order_id` and
+    # friends first appear past the reader's first block, with lists and millisecond times.
+    events = pa.Table.from_batches(list(generate.purchase_events(300, 20_000, seed=5)))
+    signal_first = pc.sort_indices(pc.is_in(events["event_type"], pa.array(["purchase", "refund"])))
+    events = events.take(signal_first)
+    path = tmp_path / "events.jsonl"
+    with path.open("w") as handle:
+        for row in events.to_pylist():
+            row["ts"] = row["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            handle.write(json.dumps({k: v for k, v in row.items() if v not in (None, [])}) + "\n")
+    assert path.stat().st_size > 2 << 20
+    out = tmp_path / "out"
+    ok("segment", rules, path, "--as-of", AS_OF.date(), "--out", out)
+    assert summary(out)["rows_rejected"] == 0
+    assert normalized(read_out(out)).equals(engine_memberships(rules, events, AS_OF))
+
+
 def test_list_columns_from_parquet_match_engine_ingest(
     events: pa.Table, rules: Path, tmp_path: Path
 ) -> None:

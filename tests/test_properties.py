@@ -68,7 +68,11 @@ timestamps = st.builds(
     st.integers(0, 40),
     st.sampled_from([0, 0, 1, -1]) | st.integers(0, DAY - 1),
 )
-cents = st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345]) | st.integers(0, 300_000)
+cents = st.one_of(
+    st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345]),
+    st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345]),
+    st.integers(0, 300_000),
+)
 
 
 @st.composite
@@ -104,9 +108,15 @@ def event_lists(min_size: int = 1, max_size: int = 30) -> st.SearchStrategy[list
     )
 
 
-money_literals = st.sampled_from(
-    [Decimal(s) for s in ("0", "10", "10.00", "9.99", "10.01", "9.999", "10.001", "-5", "50")]
-) | st.decimals(min_value=-10, max_value=3000, places=3, allow_nan=False, allow_infinity=False)
+# Thresholds on and next to the amounts above (and ones that no amount in cents can equal).
+MONEY_POINTS = ("0", "0.01", "9.99", "9.999", "10", "10.00", "10.001", "10.01", "-5", "50")
+MONEY_POINTS += ("123.45", "123.449", "123.451", "133.45", "133.449", "0.005")
+money_literals = st.one_of(
+    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
+    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
+    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
+    st.decimals(min_value=-10, max_value=3000, places=3, allow_nan=False, allow_infinity=False),
+)
 
 leaves = st.one_of(
     st.builds(ref.Cmp, st.sampled_from(ref.MONEY_FIELDS), OPS, money_literals),

@@ -24,7 +24,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
 from kafka_harness import (
     Broker,
     Topics,
@@ -273,9 +272,7 @@ def wait_clocks_equal(worker: Worker, clock_ms: int, timeout: float = 30.0) -> N
 
     def equal() -> bool:
         health = worker.health()
-        return bool(health) and all(
-            part["clock"] == want for part in health["partitions"].values()
-        )
+        return bool(health) and all(part["clock"] == want for part in health["partitions"].values())
 
     wait_until(equal, timeout, what=f"every partition clock at {want}")
 
@@ -427,7 +424,7 @@ def test_bad_input_goes_to_dead_letters(workers: WorkerFactory, topics: Topics) 
         "missing customer": json.dumps({"ts": ts, "event_type": "purchase", "amount": 5}).encode(),
         "huge": json.dumps({"customer_id": "c1", "ts": ts, "pad": "x" * 400_000}).encode(),
         "unknown type": json.dumps({"type": "teleport", "userId": "c1", "timestamp": ts}).encode(),
-        "track without event": json.dumps({"type": "track", "userId": "c1", "timestamp": ts}).encode(),
+        "no event name": json.dumps({"type": "track", "userId": "c1", "timestamp": ts}).encode(),
         "not arrow": b"\xff\xff\xff\xff\x10\x00\x00\x00garbage",
     }  # fmt: skip
     good = [
@@ -461,9 +458,7 @@ def test_bad_input_goes_to_dead_letters(workers: WorkerFactory, topics: Topics) 
     assert worker.stop() == 0
 
 
-def test_broker_restart_loses_nothing(
-    rules_path: Path, tmp_path: Path
-) -> None:
+def test_broker_restart_loses_nothing(rules_path: Path, tmp_path: Path) -> None:
     """Stop and restart the broker while the worker runs: it reconnects and misses nothing.
 
     Uses a broker of its own, so that restarting it disturbs no other test.

@@ -173,8 +173,13 @@ def resegment(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     cutoff = to_utc(as_of)
-    files = resolve(list(paths) if isinstance(paths, (list, tuple)) else paths, input_format)
+    files = resolve(paths, input_format)
     engine = rules if isinstance(rules, Engine) else Engine(rules)
+    if cutoff is not None and engine.clock is not None and engine.clock > cutoff:
+        # The clock never goes back, so the memberships could not hold as of the cutoff.
+        raise ValueError(
+            f"as_of {cutoff.isoformat()} is before the engine's clock {engine.clock.isoformat()}"
+        )
 
     reader = _Reader(files, columns, batch_size, cutoff, line_items)
     bytes_total = sum(f.size for f in files)

@@ -252,7 +252,9 @@ def _report(result: BulkResult, written: dict[str, Any]) -> None:
     """Segment sizes and shares, then the row counts and time, on stdout."""
     out = Console(highlight=False)
     customers = result.customers
-    table = Table(title=f"{customers:,} customers, as of {_when(result)} UTC", title_justify="left")
+    # The heading goes above the table, not in it: rich would wrap it to the table's width.
+    out.print(f"{customers:,} customers, as of {_when(result)} UTC", soft_wrap=True)
+    table = Table()
     table.add_column("segment")
     table.add_column("members", justify="right")
     table.add_column("share", justify="right")

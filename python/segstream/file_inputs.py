@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import glob
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.json as pajson
 
 from segstream.errors import SegstreamError
 
@@ -84,7 +85,8 @@ def detect_format(path: str) -> str | None:
 
 
 def resolve(
-    paths: str | os.PathLike[str] | list[str | os.PathLike[str]], input_format: str | None = None
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    input_format: str | None = None,
 ) -> list[InputFile]:
     """Expand files, directories (recursively) and glob patterns into the list of input files.
 
@@ -172,8 +174,6 @@ def _file_format(fmt: str) -> ds.FileFormat | str:
             parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
         )
-    if fmt == "json":
-        return ds.JsonFileFormat()
     return fmt
 
 
@@ -181,26 +181,86 @@ def _dataset(path: str, fmt: str) -> ds.Dataset:
     return ds.dataset(path, format=_file_format(fmt))
 
 
-def projection(
-    schema: pa.Schema, columns: Mapping[str, str] | None, path: str
-) -> dict[str, ds.Expression]:
-    """Scanner columns: each event column present in the file, under its engine name.
+# Arrow's JSON reader fixes the columns and their types from the first block (1 MiB) and
+# fails when a later block disagrees: a file that opens with page views has `amount` null
+# or absent there (JSON writers often leave out null keys). The event columns' types are
+# therefore declared up front; a column that never appears reads as all null, which the
+# engine treats like an absent one.
+_JSON_TYPES: dict[str, pa.DataType] = {
+    "event_type": pa.string(),
+    "amount": pa.float64(),
+    "order_id": pa.string(),
+    "product_ids": pa.list_(pa.string()),
+    "categories": pa.list_(pa.string()),
+    "quantity": pa.int64(),
+    "event_id": pa.string(),
+    "flags": pa.list_(pa.string()),
+}
+
+
+def _json_schema(path: str, columns: Mapping[str, str] | None, block_size: int) -> pa.Schema:
+    """The first block's inferred schema, with the event columns' types made stable."""
+    with pa.input_stream(path, compression="detect") as stream:
+        inferred = pajson.open_json(
+            stream, read_options=pajson.ReadOptions(block_size=block_size)
+        ).schema
+    fields = {name: inferred.field(name) for name in inferred.names}
+    for name in EVENT_COLUMNS:
+        source = (columns or {}).get(name, name)
+        kind = fields[source].type if source in fields else None
+        if name == "ts":
+            if kind is not None and (pa.types.is_timestamp(kind) or pa.types.is_null(kind)):
+                # Inferred from whole seconds in the first block, a later "…:05.250Z" would
+                # not parse; as text it always does, and becomes timestamp[ms] later.
+                fields[source] = pa.field(source, pa.string())
+        elif name in _JSON_TYPES and (kind is None or pa.types.is_null(kind)):
+            fields[source] = pa.field(source, _JSON_TYPES[name])
+    return pa.schema(list(fields.values()))
+
+
+def _json_batches(
+    path: str, columns: Mapping[str, str] | None, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """JSON lines through pyarrow's streaming JSON reader, with stable column types.
+
+    (pyarrow's dataset JSON reader ignores an explicit schema, so it cannot be used here.)
+    """
+    # Blocks of about `batch_size` rows of a few hundred bytes each.
+    block_size = max(1 << 20, min(64 << 20, batch_size * 256))
+    schema = _json_schema(path, columns, block_size)
+    sources = projection(schema, columns, path)
+    parse = pajson.ParseOptions(explicit_schema=schema)
+    read = pajson.ReadOptions(block_size=block_size)
+    with pa.input_stream(path, compression="detect") as stream:
+        for batch in pajson.open_json(stream, read_options=read, parse_options=parse):
+            if batch.num_rows:
+                arrays = [batch.column(source) for source in sources.values()]
+                yield pa.RecordBatch.from_arrays(arrays, names=list(sources))
+
+
+def projection(schema: pa.Schema, columns: Mapping[str, str] | None, path: str) -> dict[str, str]:
+    """Engine name -> the file's column name, for each event column present in the file.
 
     `columns` maps engine names to the file's names; a mapped name that is not in the
     file is an error, because a typo there would otherwise silently drop a column.
     """
     columns = dict(columns or {})
     names = set(schema.names)
-    out: dict[str, ds.Expression] = {}
+    out: dict[str, str] = {}
     for engine_name in EVENT_COLUMNS:
         source = columns.get(engine_name, engine_name)
         if source in names:
-            out[engine_name] = ds.field(source)
+            out[engine_name] = source
         elif engine_name in columns:
             raise InputError(
                 f"{path}: no column {source!r} (mapped to {engine_name}); "
                 f"the file has {', '.join(schema.names)}"
             )
+    if not out:
+        raise InputError(
+            f"{path}: none of the event columns ({', '.join(EVENT_COLUMNS)}) is in the "
+            f"file (it has {', '.join(schema.names)}); map them with a column map"
+        )
     return out
 
 
@@ -223,13 +283,13 @@ def read_batches(
     Decoding runs on pyarrow's threads (the GIL is released); errors name the file.
     """
     try:
+        if file.format == "json":
+            yield from _json_batches(file.path, columns, batch_size)
+            return
         dataset = _dataset(file.path, file.format)
-        proj = projection(dataset.schema, columns, file.path)
-        if not proj:
-            raise InputError(
-                f"{file.path}: none of the event columns ({', '.join(EVENT_COLUMNS)}) is in the "
-                f"file (it has {', '.join(dataset.schema.names)}); map them with a column map"
-            )
+        sources = projection(dataset.schema, columns, file.path)
+        # Projection and renaming in one: only the event columns are decoded.
+        proj = {name: ds.field(source) for name, source in sources.items()}
         scanner = dataset.scanner(columns=proj, batch_size=batch_size, use_threads=True)
         for batch in scanner.to_batches():
             if batch.num_rows:

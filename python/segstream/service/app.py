@@ -1,18 +1,18 @@
 """The Faust app: consumes events and traits, segments them, publishes membership changes.
 
-Wiring only; what happens to a batch is in `processor.py`. The points that make the
-output exact under crashes and rebalances:
+Faust runs the worker: its lifecycle and command line, the producer, the timers and the
+HTTP views. Input is read by `consumer.BatchConsumer` in large batches (Faust's
+per-message agents would cost more than the engine does), and what happens to a batch
+is in `processor.py`. What keeps the state exact under crashes and rebalances:
 
-- input topics are read with acks disabled, so Faust never commits offsets on its own;
-  the checkpoint (engine state + last applied offsets) is the only source of truth, and
-  Kafka's committed offset is set from it: after every checkpoint, and on assignment
-  (before Faust seeks to the committed offsets), to the checkpoint's offset + 1;
+- a checkpoint holds a partition's engine state and the last offsets applied to it;
+  on assignment each partition resumes one past its checkpoint, and messages at or
+  below it are skipped, so a replay counts nothing twice and loses nothing;
 - a checkpoint is written only after the producer has flushed, so every change caused
-  by the messages it covers is already on the output topic;
-- messages at or below a checkpoint's offsets are skipped, so a replay counts nothing twice.
+  by the messages it covers is already on the output topic.
 
-A single asyncio lock orders batches, clock ticks and checkpoints: the engine state
-never changes while it is being saved.
+One asyncio lock orders batches, clock ticks, checkpoints and rebalances: the engine
+state never changes while it is being saved.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import faust
-from faust.types import TP
+from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 
 from segstream.service.checkpoints import CheckpointStore
 from segstream.service.clock import tick_targets
 from segstream.service.codec import encode_changes
+from segstream.service.consumer import BatchConsumer
 from segstream.service.processor import Output, Processor
 from segstream.service.settings import ServiceSettings
 from segstream.service.topics import ensure_topics
@@ -43,6 +44,45 @@ if TYPE_CHECKING:
     from segstream import Engine
 
 log = logging.getLogger(__name__)
+
+
+class _Boot(BootStrategy):
+    # Faust's own consumer would join a group and subscribe to nothing we use; the
+    # BatchConsumer does the consuming.
+    enable_kafka_consumer = False
+
+
+class SegstreamApp(faust.App):
+    """A Faust app that creates the service's topics first and checkpoints on a clean stop."""
+
+    BootStrategy = _Boot
+    segstream_service: SegmentService
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        s = self.segstream_service.settings
+        # Left to the broker, a missing topic would be auto-created with one partition.
+        counts = await ensure_topics(
+            s.broker,
+            [s.events_topic, s.traits_topic, s.changes_topic, s.dead_letter_topic],
+            s.partitions,
+        )
+        if counts.get(s.events_topic) != counts.get(s.traits_topic):
+            raise RuntimeError(
+                f"topics {s.events_topic!r} and {s.traits_topic!r} must have the same number "
+                f"of partitions (they have {counts.get(s.events_topic)} and "
+                f"{counts.get(s.traits_topic)}): a customer's events and traits must meet "
+                "in one partition"
+            )
+
+    async def on_stop(self) -> None:
+        # A clean stop leaves nothing to replay: checkpoint while the consumer (for the
+        # offset commit) and the producer (for the flush) still run.
+        try:
+            await self.segstream_service.checkpoint(force=True, final=True)
+        except Exception as exc:  # noqa: BLE001 - the last checkpoint still stands
+            log.warning("final checkpoint failed: %r", exc)
+        await super().on_stop()
 
 
 def _jsonable(value: Any) -> Any:
@@ -62,42 +102,8 @@ def _json_response(view: View, body: Any, status: int = 200) -> Response:
     return view.bytes(data, content_type="application/json", status=status)
 
 
-class SegstreamApp(faust.App):
-    """A Faust app that creates the service's topics before its consumer subscribes.
-
-    Left to the broker, a missing topic would be auto-created with one partition.
-    """
-
-    segstream_service: SegmentService
-
-    async def on_first_start(self) -> None:
-        await super().on_first_start()
-        s = self.segstream_service.settings
-        counts = await ensure_topics(
-            s.broker,
-            [s.events_topic, s.traits_topic, s.changes_topic, s.dead_letter_topic],
-            s.partitions,
-        )
-        if counts.get(s.events_topic) != counts.get(s.traits_topic):
-            raise RuntimeError(
-                f"topics {s.events_topic!r} and {s.traits_topic!r} must have the same number "
-                f"of partitions (they have {counts.get(s.events_topic)} and "
-                f"{counts.get(s.traits_topic)}): a customer's events and traits must meet "
-                "in one partition"
-            )
-
-    async def on_stop(self) -> None:
-        # A clean stop leaves nothing to replay: checkpoint while the consumer (for the
-        # offset commit) and the producer (for the flush) still run.
-        try:
-            await self.segstream_service.checkpoint(force=True)
-        except Exception as exc:  # noqa: BLE001 - the last checkpoint still stands
-            self.log.warning("final checkpoint failed: %r", exc)
-        await super().on_stop()
-
-
 class SegmentService:
-    """One worker: the Faust app plus the partitions it owns."""
+    """One worker: the Faust app, its batch consumer, and the partitions it owns."""
 
     def __init__(
         self,
@@ -111,7 +117,15 @@ class SegmentService:
         self.started = time.time()
         self.counters = {"messages": 0, "applied": 0, "changes": 0, "dead_letters": 0}
         self._lock = asyncio.Lock()
+        self._closing = False
         self.app = self._create_app()
+        self.consumer = BatchConsumer(
+            settings,
+            handle=self.handle,
+            on_revoked=self._on_revoked,
+            on_assigned=self._on_assigned,
+            beacon=self.app.beacon,
+        )
         self._wire()
 
     # -- construction -----------------------------------------------------------------
@@ -129,13 +143,6 @@ class SegmentService:
             web_port=s.web_port,
             web_bind=s.web_bind,
             web_host=s.web_bind,
-            consumer_auto_offset_reset="earliest",
-            topic_partitions=s.partitions,
-            broker_session_timeout=s.session_timeout,
-            broker_heartbeat_interval=s.session_timeout / 4,
-            # Our offsets are committed from checkpoints; Faust's commit loop has none to do.
-            broker_commit_livelock_soft_timeout=3600.0,
-            stream_buffer_maxsize=max(4 * s.batch_size, 16384),
             producer_linger=0.005,
             producer_max_batch_size=1 << 20,
             producer_max_request_size=2 << 20,
@@ -146,25 +153,11 @@ class SegmentService:
     def _wire(self) -> None:
         s = self.settings
         app = self.app
-        source = app.topic(
-            *self.input_topics,
-            key_serializer="raw",
-            value_serializer="raw",
-            acks=False,
-        )
-
-        async def segment(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within):
-                await self.handle([event.message for event in events])
-
-        app.agent(source, name=f"{s.app_id}.segment")(segment)
+        app.service(self.consumer)  # type: ignore[arg-type]
         app.timer(s.tick_interval, name=f"{s.app_id}.tick")(self.tick)
         app.timer(min(1.0, s.checkpoint_interval), name=f"{s.app_id}.checkpoint")(
             self.periodic_checkpoint
         )
-        app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_partitions_assigned.connect(self._on_assigned)
-        app.on_rebalance_complete.connect(self._on_rebalance_complete)
         self._add_views()
 
     def _add_views(self) -> None:
@@ -194,9 +187,13 @@ class SegmentService:
 
     # -- processing -------------------------------------------------------------------
 
-    async def handle(self, messages: list[Any]) -> None:
+    async def handle(self, messages: Sequence[Any], generation: int) -> None:
         """Apply one batch and publish what it caused; checkpoint if a partition is due."""
         async with self._lock:
+            if self._closing or generation != self.consumer.generation:
+                # Fetched before a rebalance: the partitions were sought back to their
+                # checkpoints and deliver these messages again.
+                return
             out = self.processor.process(messages)
             self.counters["messages"] += len(messages)
             self.counters["applied"] += out.applied
@@ -216,7 +213,7 @@ class SegmentService:
                 await producer.send(changes_topic, key, value, None, None, None)
                 self.counters["changes"] += 1
         for letter in out.dead_letters:
-            key, value = letter.encode()
+            letter_key, letter_value = letter.encode()
             log.warning(
                 "dead letter %s/%d@%d: %s",
                 letter.topic,
@@ -224,7 +221,9 @@ class SegmentService:
                 letter.offset,
                 letter.reason,
             )
-            await producer.send(self.settings.dead_letter_topic, key, value, None, None, None)
+            await producer.send(
+                self.settings.dead_letter_topic, letter_key, letter_value, None, None, None
+            )
             self.counters["dead_letters"] += 1
 
     async def tick(self) -> None:
@@ -235,12 +234,11 @@ class SegmentService:
                 await self.publish(self.processor.advance(targets))
 
     def _caught_up(self, partition: int) -> bool:
-        consumer = self.app.consumer
         state = self.processor.partitions.get(partition)
         if state is None:
             return False
         for topic in self.input_topics:
-            highwater = consumer.highwater(TP(topic, partition))
+            highwater = self.consumer.highwater(topic, partition)
             if highwater is None:
                 return False
             if highwater > 0 and state.applied.get(topic, -1) + 1 < highwater:
@@ -252,56 +250,37 @@ class SegmentService:
     async def periodic_checkpoint(self) -> None:
         await self.checkpoint()
 
-    async def checkpoint(self, force: bool = False) -> None:
+    async def checkpoint(self, force: bool = False, final: bool = False) -> None:
         """Save the partitions that are due and move Kafka's committed offsets to them."""
         async with self._lock:
+            self._closing = self._closing or final
             due = self.processor.due_checkpoints(force)
             if not due:
                 return
             await self.app.producer.flush()
             commits = self.processor.checkpoint(due)
-        await self._commit(commits)
-
-    async def _commit(self, commits: dict[tuple[str, int], int]) -> None:
-        if not commits:
-            return
-        offsets = {TP(topic, p): offset for (topic, p), offset in commits.items()}
-        try:
-            # Faust's public commit() only commits acked offsets, and ours are never acked.
-            await self.app.consumer._commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - the checkpoint is what counts; retry next time
-            log.warning("could not commit offsets %s: %r", offsets, exc)
+        await self.consumer.commit(commits)
 
     # -- rebalancing ------------------------------------------------------------------
 
-    def _partitions(self, tps: Iterable[TP]) -> set[int]:
-        return {tp.partition for tp in tps if tp.topic in self.input_topics}
-
-    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        parts = self._partitions(revoked)
-        if not parts:
+    async def _on_revoked(self, partitions: set[int]) -> None:
+        if not partitions:
             return
         async with self._lock:
             await self.app.producer.flush()
-            self.processor.revoke(parts)
-        log.info("revoked partitions %s (checkpointed)", sorted(parts))
+            self.processor.revoke(partitions)
+        log.info("revoked partitions %s (checkpointed)", sorted(partitions))
 
-    async def _on_assigned(self, app: faust.App, assigned: set[TP], **_: Any) -> None:
-        parts = self._partitions(assigned)
+    async def _on_assigned(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+        """Load the partitions' checkpoints; returns where each input partition resumes."""
         async with self._lock:
             # Partitions kept through an eager rebalance were revoked and saved; reload all
             # so a partition another worker owned in between comes back with its state.
-            self.processor.revoke(set(self.processor.partitions) - parts)
-            await self.publish(self.processor.assign(parts))
-        log.info("assigned partitions %s", sorted(parts))
-
-    async def _on_rebalance_complete(self, app: faust.App, **_: Any) -> None:
-        # Sent just before Faust seeks every partition to its committed offset: make that
-        # offset the one after our checkpoint (0 when there is none), so nothing between
-        # a commit and a crash is lost, and a stale commit cannot skip messages.
-        async with self._lock:
-            commits = self.processor.resume_offsets()
-        await self._commit(commits)
+            self.processor.revoke(set(self.processor.partitions) - partitions)
+            await self.publish(self.processor.assign(partitions))
+            resume = self.processor.resume_offsets()
+        log.info("assigned partitions %s", sorted(partitions))
+        return resume
 
     # -- views ------------------------------------------------------------------------
 

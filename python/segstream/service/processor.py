@@ -173,7 +173,8 @@ class Processor:
         out = Output()
         if not run:
             return out
-        values = [m.value for m in run]
+        # Only non-empty values reach a run (empty ones are dead-lettered first).
+        values = [m.value or b"" for m in run]
         try:
             result = state.engine.ingest_json(values)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the partition

@@ -59,7 +59,7 @@ async def produce(
     partitions: int = 4,
     create_topic: bool = True,
 ) -> ProduceReport:
-    """Send `(key, value)` messages to `topic`, at most `rate` per second (None: as fast as possible).
+    """Send `(key, value)` messages to `topic`, at most `rate` a second (None: no limit).
 
     Waits until the broker has acknowledged every message before returning.
     """
