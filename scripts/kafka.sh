@@ -258,7 +258,11 @@ case "${1:-}" in
   status) status ;;
   fetch) fetch ;;
   consume) shift; consume "$@" ;;
-  clean) stop; rm -rf "$DATA" "$CONF" "$LOG4J_CONF"; log "removed $DATA" ;;
+  clean)
+    stop
+    rm -rf "$DATA" "$CONF" "$LOG4J_CONF" "$LOGS"/*-"$KAFKA_PORT".log*
+    log "removed $DATA and its logs"
+    ;;
   *)
     echo "usage: $0 start|stop|restart|status|fetch|clean|consume TOPIC" >&2
     exit 2

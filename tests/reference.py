@@ -86,6 +86,8 @@ class Customer:
     last_purchase_at: int | None = None
     last_refund_at: int | None = None
     purchases: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+    money: list[tuple[int, int, frozenset[str]]] = field(default_factory=list)
+    """(ts, signed cents, categories) of purchases (+) and refunds (-)."""
     signals: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -103,12 +105,14 @@ def fold(events: Iterable[Event]) -> dict[str | int, Customer]:
             c.first_purchase_at = _min(c.first_purchase_at, e.ts)
             c.last_purchase_at = _max(c.last_purchase_at, e.ts)
             c.purchases.append((e.ts, frozenset(e.categories)))
+            c.money.append((e.ts, cents, frozenset(e.categories)))
         elif e.event_type == "refund":
             cents = e.cents or 0
             c.ltv -= cents
             c.refunded += cents
             c.refunds += 1
             c.last_refund_at = _max(c.last_refund_at, e.ts)
+            pass
         else:
             c.signals.append((e.event_type, e.ts))
     return out
@@ -157,6 +161,16 @@ class Purchases:
 
 
 @dataclass(frozen=True)
+class Spend:
+    """`spend([category => c, ][within => INTERVAL 'N days']) op number`: net of refunds."""
+
+    category: str | None
+    days: int | None
+    op: str
+    value: Decimal | int
+
+
+@dataclass(frozen=True)
 class Events:
     """`events(name, within => INTERVAL 'N days') op k`."""
 
@@ -183,7 +197,7 @@ class Not:
     inner: Rule
 
 
-Rule = Union[Cmp, LastPurchaseBefore, HasCategory, Purchases, Events, And, Or, Not]  # noqa: UP007
+Rule = Union[Cmp, LastPurchaseBefore, HasCategory, Purchases, Spend, Events, And, Or, Not]  # noqa: UP007
 
 
 def _number(v: Decimal | int) -> str:
@@ -201,6 +215,11 @@ def to_sql(rule: Rule) -> str:
             return f"has_category('{category}')"
         case Purchases(category, days, op, k):
             return f"purchases(category => '{category}', within => INTERVAL '{days} days') {op} {k}"
+        case Spend(category, days, op, value):
+            args = [f"category => '{category}'"] if category is not None else []
+            if days is not None:
+                args.append(f"within => INTERVAL '{days} days'")
+            return f"spend({', '.join(args)}) {op} {_number(value)}"
         case Events(name, days, op, k):
             return f"events('{name}', within => INTERVAL '{days} days') {op} {k}"
         case And(left, right):
@@ -232,6 +251,14 @@ def evaluate(rule: Rule, c: Customer, now: int) -> bool | None:
             start = now - days * DAY_MS
             n = sum(1 for ts, cats in c.purchases if category in cats and ts >= start)
             return OPS[op](n, k)
+        case Spend(category, days, op, value):
+            start = None if days is None else now - days * DAY_MS
+            net = sum(
+                cents
+                for ts, cents, cats in c.money
+                if (category is None or category in cats) and (start is None or ts >= start)
+            )
+            return OPS[op](Decimal(net) * CENT, value)
         case Events(name, days, op, k):
             start = now - days * DAY_MS
             n = sum(1 for sig, ts in c.signals if sig == name and ts >= start)
@@ -257,6 +284,8 @@ def windows(rule: Rule) -> set[int]:
     match rule:
         case LastPurchaseBefore(days) | Purchases(_, days, _, _) | Events(_, days, _, _):
             return {days}
+        case Spend(_, days, _, _):
+            return set() if days is None else {days}
         case And(left, right) | Or(left, right):
             return windows(left) | windows(right)
         case Not(inner):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,8 @@ timestamps = st.builds(
     st.integers(0, 40),
     st.sampled_from([0, 0, 1, -1]) | st.integers(0, DAY - 1),
 )
-cents = st.one_of(
-    st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345]),
-    st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345]),
-    st.integers(0, 300_000),
-)
+AMOUNT_POINTS = st.sampled_from([0, 1, 999, 1000, 1001, 5000, 12345])
+cents = st.one_of(AMOUNT_POINTS, AMOUNT_POINTS, st.integers(0, 300_000))  # 2:1 for the points
 
 
 @st.composite
@@ -111,10 +109,11 @@ def event_lists(min_size: int = 1, max_size: int = 30) -> st.SearchStrategy[list
 # Thresholds on and next to the amounts above (and ones that no amount in cents can equal).
 MONEY_POINTS = ("0", "0.01", "9.99", "9.999", "10", "10.00", "10.001", "10.01", "-5", "50")
 MONEY_POINTS += ("123.45", "123.449", "123.451", "133.45", "133.449", "0.005")
-money_literals = st.one_of(
-    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
-    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
-    st.sampled_from([Decimal(s) for s in MONEY_POINTS]),
+_points = st.sampled_from([Decimal(s) for s in MONEY_POINTS])
+money_literals = st.one_of(  # 3:1 for the points
+    _points,
+    _points,
+    _points,
     st.decimals(min_value=-10, max_value=3000, places=3, allow_nan=False, allow_infinity=False),
 )
 
@@ -125,6 +124,9 @@ leaves = st.one_of(
     st.builds(ref.HasCategory, st.sampled_from([*CATEGORIES, "w"])),
     st.builds(ref.Purchases, st.sampled_from(CATEGORIES), DAYS, OPS, st.integers(0, 3)),
     st.builds(ref.Events, st.sampled_from(SIGNALS), DAYS, OPS, st.integers(0, 3)),
+    st.builds(
+        ref.Spend, st.none() | st.sampled_from(CATEGORIES), st.none() | DAYS, OPS, money_literals
+    ),
 )
 rules = st.recursive(
     leaves,
@@ -194,7 +196,7 @@ def table(events: list[ref.Event], decimal_amounts: bool = False) -> pa.Table:
 def ingest_all(
     engine: segstream.Engine,
     events: list[ref.Event],
-    cuts: list[int] = (),  # type: ignore[assignment]
+    cuts: Sequence[int] = (),
     decimal_amounts: bool = False,
 ) -> list[pa.Table]:
     """Ingests `events` in batches split at `cuts`; returns the changes of each batch."""
@@ -232,7 +234,7 @@ def transition_rows(changes: list[pa.Table]) -> list[tuple[Any, ...]]:
             r["change"],
             r["from_stage"],
             r["to_stage"],
-            int(r["at"].timestamp() * 1000),
+            ms(r["at"]),
         )
         for r in rows
     ]

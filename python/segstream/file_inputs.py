@@ -290,7 +290,15 @@ def read_batches(
         sources = projection(dataset.schema, columns, file.path)
         # Projection and renaming in one: only the event columns are decoded.
         proj = {name: ds.field(source) for name, source in sources.items()}
-        scanner = dataset.scanner(columns=proj, batch_size=batch_size, use_threads=True)
+        # A short readahead: the reader's queue already buffers, and pyarrow's default
+        # (16 batches) holds hundreds of MiB of decoded rows for no gain in speed.
+        scanner = dataset.scanner(
+            columns=proj,
+            batch_size=batch_size,
+            use_threads=True,
+            batch_readahead=4,
+            fragment_readahead=1,
+        )
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield batch

@@ -113,6 +113,7 @@ class SegmentService:
         self.settings = settings
         self.store = CheckpointStore(settings.state_dir, settings.app_id)
         self.processor = Processor(settings, self.store, engine_factory)
+        self.processor.check_rules()
         self.input_topics = (settings.events_topic, settings.traits_topic)
         self.started = time.time()
         self.counters = {"messages": 0, "applied": 0, "changes": 0, "dead_letters": 0}

@@ -138,12 +138,13 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from segstream import SegstreamError
     from segstream.service.app import create_app
 
     try:
         settings = settings_from_args(args)
         app = create_app(settings)
-    except (ValueError, OSError) as exc:
+    except (SegstreamError, ValueError, OSError) as exc:
         print(f"segstream worker: {exc}", file=sys.stderr)
         return 2
     worker = app.Worker(loglevel=args.loglevel)

@@ -105,6 +105,10 @@ class Processor:
             self.partitions[p] = state
         return out
 
+    def check_rules(self) -> str:
+        """Compile the rules now (raises `RuleError`), rather than at the first assignment."""
+        return self._fingerprint()
+
     def _new_engine(self) -> Engine:
         return self._engine_factory(self.settings.rules)
 
