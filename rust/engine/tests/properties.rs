@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow_cast::display::array_value_to_string;
 use arrow_schema::DataType;
 use proptest::prelude::*;
@@ -48,7 +50,13 @@ struct Ev {
     flags: Vec<&'static str>,
 }
 
-const KINDS: [&str; 5] = ["purchase", "purchase", "refund", "page_view", "support_case"];
+const KINDS: [&str; 5] = [
+    "purchase",
+    "purchase",
+    "refund",
+    "page_view",
+    "support_case",
+];
 const PRODUCTS: [&str; 3] = ["p1", "p2", "p3"];
 const CATEGORIES: [&str; 4] = ["kitchen", "tableware", "grocery", "toys"];
 const FLAGS: [&str; 2] = ["gift", "b2b"];
@@ -68,16 +76,18 @@ fn event() -> impl Strategy<Value = Ev> {
         tags(&CATEGORIES),
         tags(&FLAGS),
     )
-        .prop_map(|(customer, hour, kind, cents, quantity, products, categories, flags)| Ev {
-            customer,
-            ts: T0 + hour * HOUR,
-            kind,
-            cents,
-            quantity,
-            products,
-            categories,
-            flags,
-        })
+        .prop_map(
+            |(customer, hour, kind, cents, quantity, products, categories, flags)| Ev {
+                customer,
+                ts: T0 + hour * HOUR,
+                kind,
+                cents,
+                quantity,
+                products,
+                categories,
+                flags,
+            },
+        )
 }
 
 fn list_column(rows: impl Iterator<Item = Vec<&'static str>>) -> ArrayRef {
@@ -94,21 +104,45 @@ fn list_column(rows: impl Iterator<Item = Vec<&'static str>>) -> ArrayRef {
 /// The events as one Arrow batch with the engine's column names.
 fn batch(events: &[Ev], str_ids: bool) -> RecordBatch {
     let ids: ArrayRef = if str_ids {
-        Arc::new(StringArray::from_iter_values(events.iter().map(|e| format!("c{}", e.customer))))
+        Arc::new(StringArray::from_iter_values(
+            events.iter().map(|e| format!("c{}", e.customer)),
+        ))
     } else {
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| 1000 + e.customer as i64)))
+        Arc::new(Int64Array::from_iter_values(
+            events.iter().map(|e| 1000 + e.customer as i64),
+        ))
     };
     let cols: Vec<(&str, ArrayRef)> = vec![
         ("customer_id", ids),
         (
             "ts",
-            Arc::new(TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.ts)).with_timezone("UTC")),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.ts))
+                    .with_timezone("UTC"),
+            ),
         ),
-        ("event_type", Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.kind)))),
-        ("amount", Arc::new(Float64Array::from_iter_values(events.iter().map(|e| e.cents as f64 / 100.0)))),
-        ("quantity", Arc::new(Int64Array::from_iter(events.iter().map(|e| e.quantity)))),
-        ("product_ids", list_column(events.iter().map(|e| e.products.clone()))),
-        ("categories", list_column(events.iter().map(|e| e.categories.clone()))),
+        (
+            "event_type",
+            Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.kind))),
+        ),
+        (
+            "amount",
+            Arc::new(Float64Array::from_iter_values(
+                events.iter().map(|e| e.cents as f64 / 100.0),
+            )),
+        ),
+        (
+            "quantity",
+            Arc::new(Int64Array::from_iter(events.iter().map(|e| e.quantity))),
+        ),
+        (
+            "product_ids",
+            list_column(events.iter().map(|e| e.products.clone())),
+        ),
+        (
+            "categories",
+            list_column(events.iter().map(|e| e.categories.clone())),
+        ),
         ("flags", list_column(events.iter().map(|e| e.flags.clone()))),
     ];
     RecordBatch::try_from_iter(cols).expect("valid batch")
@@ -185,19 +219,29 @@ fn rules_with_cooldown(lateness: &str) -> RuleSetSpec {
 /// the order in which customers were first seen.
 fn snapshot_by_id(engine: &Engine) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
     let b = snapshot_batch(engine);
-    let names = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     // Timestamps as raw epoch ms (displaying a zoned timestamp needs chrono-tz).
     let cols: Vec<ArrayRef> = b
         .columns()
         .iter()
         .map(|c| match c.data_type() {
-            DataType::Timestamp(..) => arrow_cast::cast(c, &DataType::Int64).expect("timestamp as int64"),
+            DataType::Timestamp(..) => {
+                arrow_cast::cast(c, &DataType::Int64).expect("timestamp as int64")
+            }
             _ => c.clone(),
         })
         .collect();
     let mut rows = BTreeMap::new();
     for r in 0..b.num_rows() {
-        let row: Vec<String> = cols.iter().map(|c| array_value_to_string(c, r).expect("displayable")).collect();
+        let row: Vec<String> = cols
+            .iter()
+            .map(|c| array_value_to_string(c, r).expect("displayable"))
+            .collect();
         rows.insert(row[0].clone(), row);
     }
     (names, rows)
@@ -214,16 +258,41 @@ fn same_engines(a: &Engine, b: &Engine, what: &str) -> Result<(), TestCaseError>
         prop_assert!(other.is_some(), "{}: customer {} missing", what, id);
         let other = other.unwrap();
         for (i, name) in na.iter().enumerate() {
-            prop_assert_eq!(&row[i], &other[i], "{}: customer {} column `{}`", what, id, name);
+            prop_assert_eq!(
+                &row[i],
+                &other[i],
+                "{}: customer {} column `{}`",
+                what,
+                id,
+                name
+            );
         }
     }
-    prop_assert_eq!(&a.members.seg_count, &b.members.seg_count, "{}: segment counts", what);
-    prop_assert_eq!(&a.members.stage_count, &b.members.stage_count, "{}: stage counts", what);
+    prop_assert_eq!(
+        &a.members.seg_count,
+        &b.members.seg_count,
+        "{}: segment counts",
+        what
+    );
+    prop_assert_eq!(
+        &a.members.stage_count,
+        &b.members.stage_count,
+        "{}: stage counts",
+        what
+    );
     Ok(())
 }
 
 fn change_key(c: &Change) -> (u32, u32, &'static str, u8, u8, i64, &'static str) {
-    (c.customer, c.node, c.kind.as_str(), c.from, c.to, c.at, c.cause.as_str())
+    (
+        c.customer,
+        c.node,
+        c.kind.as_str(),
+        c.from,
+        c.to,
+        c.at,
+        c.cause.as_str(),
+    )
 }
 
 /// Splits `events` into consecutive batches of the given sizes (the last takes the rest).
@@ -252,7 +321,10 @@ static FILE_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn temp_path(tag: &str) -> PathBuf {
     let n = FILE_SEQ.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("segstream-prop-{}-{tag}-{n}.arrow", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "segstream-prop-{}-{tag}-{n}.arrow",
+        std::process::id()
+    ))
 }
 
 thread_local! {
@@ -276,7 +348,9 @@ fn install_panic_watch() {
                 // Shown once: arrow-ipc panics on some damaged files; `load`
                 // catches it and returns an error.
                 static SHOWN: Once = Once::new();
-                SHOWN.call_once(|| eprintln!("(first) panic caught inside checkpoint::load: {info}"));
+                SHOWN.call_once(|| {
+                    eprintln!("(first) panic caught inside checkpoint::load: {info}")
+                });
             } else {
                 prev(info);
             }
@@ -361,18 +435,112 @@ fn apply_damage(bytes: &mut Vec<u8>, d: &Damage) {
 // ---------------------------------------------------------------------------
 
 const TOKENS: &[&str] = &[
-    "ltv", "orders", "refunds", "gross_spend", "refunded", "max_order", "aov", "items", "max_quantity",
-    "distinct_categories", "distinct_products", "first_purchase_at", "last_purchase_at", "last_refund_at",
-    "now()", "now", "has_category", "has_product", "purchases", "spend", "events", "last_event_at",
-    "purchased_in_month", "month", "year", "in_segment", "stage", "coalesce", "industry", "size",
-    "(", ")", "(", ")", ",", "=>", "category", "product", "flag", "within", "since", "between",
-    "AND", "OR", "NOT", "IS", "NULL", "TRUE", "FALSE", "BETWEEN", "IN", "LIKE", "CASE", "WHEN", "THEN",
-    "END", "CAST", "AS", "=", "<>", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||",
-    "0", "1", "-1", "2.5", "1e308", "9223372036854775807", "99999999999999999999", "0.001",
-    "'kitchen'", "'p1'", "'page_view'", "''", "'x'", "'gold'", "'vip'", "'seg'",
-    "INTERVAL '30 days'", "INTERVAL '1 ms'", "INTERVAL '2 months'", "INTERVAL 'x'", "INTERVAL '-5 days'",
-    "INTERVAL '9223372036854775807 weeks'", "TIMESTAMP '2024-05-01 10:00:00'", "DATE '2024-05-01'",
-    "TIMESTAMP 'nope'", "DATE '99999-01-01'", "[", "]", "?", "$1", "::", ":", ";", "\"q\"", "é",
+    "ltv",
+    "orders",
+    "refunds",
+    "gross_spend",
+    "refunded",
+    "max_order",
+    "aov",
+    "items",
+    "max_quantity",
+    "distinct_categories",
+    "distinct_products",
+    "first_purchase_at",
+    "last_purchase_at",
+    "last_refund_at",
+    "now()",
+    "now",
+    "has_category",
+    "has_product",
+    "purchases",
+    "spend",
+    "events",
+    "last_event_at",
+    "purchased_in_month",
+    "month",
+    "year",
+    "in_segment",
+    "stage",
+    "coalesce",
+    "industry",
+    "size",
+    "(",
+    ")",
+    "(",
+    ")",
+    ",",
+    "=>",
+    "category",
+    "product",
+    "flag",
+    "within",
+    "since",
+    "between",
+    "AND",
+    "OR",
+    "NOT",
+    "IS",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "BETWEEN",
+    "IN",
+    "LIKE",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "END",
+    "CAST",
+    "AS",
+    "=",
+    "<>",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "||",
+    "0",
+    "1",
+    "-1",
+    "2.5",
+    "1e308",
+    "9223372036854775807",
+    "99999999999999999999",
+    "0.001",
+    "'kitchen'",
+    "'p1'",
+    "'page_view'",
+    "''",
+    "'x'",
+    "'gold'",
+    "'vip'",
+    "'seg'",
+    "INTERVAL '30 days'",
+    "INTERVAL '1 ms'",
+    "INTERVAL '2 months'",
+    "INTERVAL 'x'",
+    "INTERVAL '-5 days'",
+    "INTERVAL '9223372036854775807 weeks'",
+    "TIMESTAMP '2024-05-01 10:00:00'",
+    "DATE '2024-05-01'",
+    "TIMESTAMP 'nope'",
+    "DATE '99999-01-01'",
+    "[",
+    "]",
+    "?",
+    "$1",
+    "::",
+    ":",
+    ";",
+    "\"q\"",
+    "é",
 ];
 
 fn rule_text() -> impl Strategy<Value = String> {

@@ -188,10 +188,13 @@ fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
             }
             Ok(Decoded::Traits { id, values })
         }
-        Some(other) if obj.contains_key("event") => {
-            Err(format!("unsupported message type `{other}`"))
-        }
-        _ => decode_flat(&obj, state.scale_digits),
+        Some(other) => Err(format!(
+            "unknown message type `{other}` (expected track, identify or traits; flat events have no `type`)"
+        )),
+        None => match obj.get("type") {
+            Some(J::Null) | None => decode_flat(&obj, state.scale_digits),
+            Some(other) => Err(format!("message `type` must be a string, got {other}")),
+        },
     }
 }
 
