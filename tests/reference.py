@@ -112,7 +112,7 @@ def fold(events: Iterable[Event]) -> dict[str | int, Customer]:
             c.refunded += cents
             c.refunds += 1
             c.last_refund_at = _max(c.last_refund_at, e.ts)
-            pass
+            c.money.append((e.ts, -cents, frozenset(e.categories)))
         else:
             c.signals.append((e.event_type, e.ts))
     return out

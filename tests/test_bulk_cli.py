@@ -519,11 +519,6 @@ def test_duckdb_sql_agrees(events: pa.Table, rules: Path, tmp_path: Path) -> Non
     assert got.equals(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a customer whose only events are signals that no rule reads "
-    "(email_open here) gets no row in snapshot() and profile() raises KeyError",
-)
 def test_every_customer_is_listed(events: pa.Table, rules: Path, tmp_path: Path) -> None:
     path = write(events, tmp_path / "events.parquet")
     out = tmp_path / "out"

@@ -332,11 +332,6 @@ def test_empty_engine_checkpoint_round_trip(tmp_path: Path) -> None:
     assert segstream.Engine.load(tmp_path / "empty.arrow").num_customers == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: with purchased_in_month in the rules, a checkpoint of an engine "
-    "with no customers does not load (CheckpointError: missing column `months`)",
-)
 def test_empty_engine_checkpoint_round_trip_with_month_rules(tmp_path: Path) -> None:
     engine = segstream.Engine({"segments": [{"name": "m", "rule": "purchased_in_month(3)"}]})
     engine.save(tmp_path / "empty.arrow")
@@ -375,11 +370,6 @@ def test_change_ids_are_the_same_on_a_replay() -> None:
 # -- bugs found by the property tests ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a customer known only from a signal that no rule names is not a "
-    "customer at all, so `orders = 0` holds for them only if some other rule names the signal",
-)
 def test_customer_known_only_from_an_unused_signal() -> None:
     # docs/rules.md: a member is a customer for whom the rule is TRUE. Whether `newcomers`
     # holds for `v` cannot depend on an unrelated segment.

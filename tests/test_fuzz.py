@@ -303,19 +303,10 @@ def compile_in_child(rule: str) -> str:
         pytest.param(
             "orders" + " + 1" * 10000 + " > 0",
             id="plus-10000",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: a long left-deep operator chain (40 KB, under the 64 KB "
-                "rule limit) overflows the stack and kills the process (SIGSEGV)",
-            ),
         ),
         pytest.param(
             "TRUE" + " OR TRUE" * 8000,
             id="or-8000",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: 8000 ORs (64 KB) overflow the stack (SIGSEGV) at compile",
-            ),
         ),
     ],
 )
@@ -422,7 +413,7 @@ def _values(type_: pa.DataType) -> st.SearchStrategy[Any]:
     if pa.types.is_timestamp(type_):
         return st.integers(I64_MIN, I64_MAX) | st.sampled_from([0, T0, -1, I64_MAX, I64_MIN])
     if pa.types.is_date32(type_):
-        return st.dates().map(lambda d: d) | st.just(date(1, 1, 1))
+        return st.dates() | st.just(date(1, 1, 1))
     if pa.types.is_string(type_) or pa.types.is_large_string(type_):
         return st.text(max_size=12) | st.sampled_from(
             ["2024-01-01", "2024-13-45", "1714557600000", "purchase", "refund", "", "NaN", "-1"]
@@ -497,9 +488,9 @@ def random_batches(draw: st.DrawFn) -> pa.Table:
 
 
 @fast(150)
-@given(batch=random_batches(), int_ids=st.booleans())
+@given(batch=random_batches())
 def test_random_column_types_give_schema_errors_or_rejected_rows(
-    batch: pa.Table, int_ids: bool
+    batch: pa.Table,
 ) -> None:
     engine = segstream.Engine(RULES)
     try:
@@ -542,6 +533,8 @@ def test_huge_and_tiny_timestamps_are_rejected_or_applied(ts: int, unit: str, ad
     )
     result = engine.ingest(batch)
     assert result.applied + result.rejected.num_rows == 2
+    assert result.rejected.column("row").to_pylist() in ([], [0])
+    assert engine.profile("y")["orders"] == 1
     engine.advance_to(advance)
     engine.ingest(WORKLOAD)
     engine.snapshot()

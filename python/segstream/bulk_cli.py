@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from segstream.bulk import DEFAULT_BATCH_SIZE, OUTPUT_FORMATS, BulkProgress, BulkResult, resegment
+from segstream.bulk import OUTPUT_FORMATS, BulkProgress, BulkResult, resegment
 from segstream.bulk import to_utc as _to_utc
 from segstream.file_inputs import FORMATS, check_column_map
 
@@ -76,9 +76,7 @@ def register(subparsers: Any) -> None:
         choices=FORMATS,
         help="format of inputs whose name does not tell (default: from the file ending)",
     )
-    segment.add_argument(
-        "--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, help=argparse.SUPPRESS
-    )
+    segment.add_argument("--batch-size", type=_positive, default=None, help=argparse.SUPPRESS)
     segment.set_defaults(func=run_segment)
 
     check = subparsers.add_parser(

@@ -278,29 +278,61 @@ def check_column_map(columns: Mapping[str, str] | None) -> None:
 def read_batches(
     file: InputFile, columns: Mapping[str, str] | None, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
-    """Stream one file as batches of at most `batch_size` rows, renamed to engine names.
+    """Stream one file as batches of `batch_size` rows (the last one fewer), renamed to
+    engine names.
 
     Decoding runs on pyarrow's threads (the GIL is released); errors name the file.
     """
     try:
-        if file.format == "json":
-            yield from _json_batches(file.path, columns, batch_size)
-            return
-        dataset = _dataset(file.path, file.format)
-        sources = projection(dataset.schema, columns, file.path)
-        # Projection and renaming in one: only the event columns are decoded.
-        proj = {name: ds.field(source) for name, source in sources.items()}
-        # A short readahead: the reader's queue already buffers, and pyarrow's default
-        # (16 batches) holds hundreds of MiB of decoded rows for no gain in speed.
-        scanner = dataset.scanner(
-            columns=proj,
-            batch_size=batch_size,
-            use_threads=True,
-            batch_readahead=4,
-            fragment_readahead=1,
-        )
-        for batch in scanner.to_batches():
-            if batch.num_rows:
-                yield batch
+        yield from _rebatch(_decoded(file, columns, batch_size), batch_size)
     except pa.ArrowException as exc:
         raise InputError(f"{file.path}: cannot read as {file.format}: {exc}") from exc
+
+
+def _decoded(
+    file: InputFile, columns: Mapping[str, str] | None, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    if file.format == "json":
+        yield from _json_batches(file.path, columns, batch_size)
+        return
+    dataset = _dataset(file.path, file.format)
+    sources = projection(dataset.schema, columns, file.path)
+    # Projection and renaming in one: only the event columns are decoded.
+    proj = {name: ds.field(source) for name, source in sources.items()}
+    # A short readahead: the reader's queue already buffers, and pyarrow's default
+    # (16 batches) holds hundreds of MiB of decoded rows for no gain in speed.
+    scanner = dataset.scanner(
+        columns=proj, batch_size=batch_size, use_threads=True, batch_readahead=4,
+        fragment_readahead=1,
+    )  # fmt: skip
+    yield from scanner.to_batches()
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of `size` rows out of batches of any size.
+
+    Readers cut where the file does (a Parquet row group, a JSON block), often far below
+    `size`; the engine evaluates every customer a batch touches once per batch, so fewer,
+    larger batches mean less work. Concatenating costs one copy of the rows.
+    """
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if not pending and batch.num_rows >= size:
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= size:
+            yield _concat(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]

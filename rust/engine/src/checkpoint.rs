@@ -89,8 +89,8 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         }
         push(format!("hist_{i}"), Arc::new(b.finish()));
     }
-    let mut sets = |name: &str, sets: &[Vec<u32>]| {
-        if sets.is_empty() {
+    let mut sets = |name: &str, kept: bool, sets: &[Vec<u32>]| {
+        if !kept {
             return;
         }
         let mut b = ListBuilder::new(StringBuilder::new());
@@ -102,9 +102,9 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         }
         push(name.into(), Arc::new(b.finish()));
     };
-    sets("category_set", &k.category_sets);
-    sets("product_set", &k.product_sets);
-    if !k.months.is_empty() {
+    sets("category_set", k.needs.category_set, &k.category_sets);
+    sets("product_set", k.needs.product_set, &k.product_sets);
+    if k.needs.months {
         let mut b = ListBuilder::new(Int32Builder::new());
         for s in &k.months[..n] {
             b.values().append_slice(s);

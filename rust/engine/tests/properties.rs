@@ -6,7 +6,9 @@
 //! (b) the rule compiler never panics, whatever the rule text;
 //! (c) loading a damaged or arbitrary checkpoint file is an error, never a panic;
 //! (d) advancing the clock in random steps ends in the same memberships, with
-//!     the same time-driven changes, as one step.
+//!     the same time-driven changes, as one step;
+//! (e) a rule that compiles never panics when evaluated, whatever values the
+//!     engine accepts (extreme timestamps, amounts, traits, clock targets).
 //!
 //!     cargo test --release -p segstream-engine --test properties
 
@@ -557,6 +559,261 @@ fn rule_text() -> impl Strategy<Value = String> {
 }
 
 // ---------------------------------------------------------------------------
+// (e) rules from a grammar, values at the edges
+// ---------------------------------------------------------------------------
+
+/// Terms of every type; many combinations do not type-check, which is fine.
+const ATOMS: &[&str] = &[
+    "ltv",
+    "orders",
+    "refunds",
+    "gross_spend",
+    "refunded",
+    "max_order",
+    "aov",
+    "items",
+    "max_quantity",
+    "distinct_categories",
+    "first_purchase_at",
+    "last_purchase_at",
+    "last_refund_at",
+    "now()",
+    "signup_at",
+    "score",
+    "rating",
+    "coalesce(signup_at, now())",
+    "coalesce(score, 0)",
+    "purchases(within => INTERVAL '30 days')",
+    "purchases(product => 'p1')",
+    "spend(category => 'kitchen', within => INTERVAL '7 days')",
+    "spend(since => TIMESTAMP '2024-03-01')",
+    "events('page_view', within => INTERVAL '1 ms')",
+    "events('support_case')",
+    "last_event_at('page_view')",
+    "first_purchase_at(product => 'p1')",
+    "last_purchase_at(category => 'kitchen')",
+    "month(now())",
+    "year(signup_at)",
+    "month(last_purchase_at)",
+    "0",
+    "1",
+    "-1",
+    "7",
+    "2.5",
+    "1e300",
+    "9223372036854775807",
+    "4611686018427387904",
+    "0.01",
+    "INTERVAL '30 days'",
+    "INTERVAL '1 ms'",
+    "INTERVAL '100000 weeks'",
+    "INTERVAL '0 days'",
+    "TIMESTAMP '2024-03-01'",
+    "DATE '1900-01-01'",
+    "TIMESTAMP '9999-12-31 23:59:59'",
+    "DATE '1970-01-01'",
+    "(now() - signup_at)",
+    "(now() - last_purchase_at)",
+];
+
+const PREDICATES: &[&str] = &[
+    "has_category('kitchen')",
+    "has_product('p2')",
+    "in_segment('base')",
+    "purchased_in_month(3)",
+    "purchased_in_month(month(now()), year(now()) - 1)",
+    "purchased_in_month(month(signup_at), year(signup_at))",
+    "vip",
+    "industry = 'x'",
+    "signup_at IS NULL",
+    "stage('tier') = 'high'",
+    "TRUE",
+    "NULL",
+];
+
+fn term() -> impl Strategy<Value = String> {
+    prop::sample::select(ATOMS)
+        .prop_map(String::from)
+        .prop_recursive(3, 24, 2, |inner| {
+            prop_oneof![
+                (
+                    inner.clone(),
+                    prop::sample::select(&["+", "-", "*", "/"][..]),
+                    inner.clone()
+                )
+                    .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+                inner.prop_map(|a| format!("(-{a})")),
+            ]
+        })
+}
+
+fn predicate() -> impl Strategy<Value = String> {
+    let cmp = (
+        term(),
+        prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
+        term(),
+    )
+        .prop_map(|(a, op, b)| format!("{a} {op} {b}"));
+    let leaf = prop_oneof![
+        4 => cmp,
+        2 => prop::sample::select(PREDICATES).prop_map(String::from),
+        1 => (term(), term(), term()).prop_map(|(a, b, c)| format!("{a} BETWEEN {b} AND {c}")),
+        1 => (term(), term(), term()).prop_map(|(a, b, c)| format!("{a} IN ({b}, {c})")),
+        1 => term().prop_map(|a| format!("{a} IS NOT NULL")),
+    ];
+    leaf.prop_recursive(2, 8, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} AND {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
+            inner.prop_map(|a| format!("NOT ({a})")),
+        ]
+    })
+}
+
+/// Timestamps the engine accepts, edges included (years 1900 to 9999).
+fn edge_ts() -> impl Strategy<Value = i64> {
+    const MIN_TS: i64 = -2_208_988_800_000;
+    const MAX_TS: i64 = 253_402_300_799_999;
+    prop_oneof![
+        6 => (0i64..(400 * 24)).prop_map(|h| T0 + h * HOUR),
+        1 => Just(MIN_TS),
+        1 => Just(MAX_TS),
+        1 => MIN_TS..=MAX_TS,
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Edge {
+    events: Vec<(u8, i64, &'static str, f64, Option<i64>)>,
+    traits: Vec<(u8, Option<i64>, Option<i64>, Option<f64>)>,
+    advance: Vec<i64>,
+}
+
+fn edges() -> impl Strategy<Value = Edge> {
+    let amount = prop_oneof![
+        6 => (0i64..100_000).prop_map(|c| c as f64 / 100.0),
+        1 => Just(0.0),
+        1 => Just(9.2e16),
+        1 => Just(1e300),
+        1 => Just(f64::NAN),
+    ];
+    let big = prop_oneof![3 => -1_000i64..1_000, 1 => Just(i64::MIN), 1 => Just(i64::MAX), 1 => any::<i64>()];
+    let float = prop_oneof![
+        3 => -1e3f64..1e3,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(f64::MAX),
+    ];
+    let event = (
+        0u8..4,
+        edge_ts(),
+        prop::sample::select(&KINDS[..]),
+        amount,
+        prop::option::of(prop_oneof![0i64..10, Just(i64::MAX)]),
+    );
+    let tr = (
+        0u8..5,
+        prop::option::of(big.clone()),
+        prop::option::of(big),
+        prop::option::of(float),
+    );
+    let target = prop_oneof![
+        4 => (0i64..(800 * 24)).prop_map(|h| T0 + h * HOUR),
+        1 => edge_ts(),
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+        1 => any::<i64>(),
+    ];
+    (
+        prop::collection::vec(event, 1..20),
+        prop::collection::vec(tr, 0..6),
+        prop::collection::vec(target, 0..6),
+    )
+        .prop_map(|(events, traits, advance)| Edge {
+            events,
+            traits,
+            advance,
+        })
+}
+
+fn edge_events(evs: &[(u8, i64, &'static str, f64, Option<i64>)]) -> RecordBatch {
+    let cats = ["kitchen", "toys"];
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(Int64Array::from_iter_values(evs.iter().map(|e| e.0 as i64))),
+        ),
+        (
+            "ts",
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(evs.iter().map(|e| e.1))
+                    .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "event_type",
+            Arc::new(StringArray::from_iter_values(evs.iter().map(|e| e.2))),
+        ),
+        (
+            "amount",
+            Arc::new(Float64Array::from_iter_values(evs.iter().map(|e| e.3))),
+        ),
+        (
+            "quantity",
+            Arc::new(Int64Array::from_iter(evs.iter().map(|e| e.4))),
+        ),
+        (
+            "product_ids",
+            list_column(evs.iter().enumerate().map(|(i, _)| vec![PRODUCTS[i % 3]])),
+        ),
+        (
+            "categories",
+            list_column(evs.iter().enumerate().map(|(i, _)| vec![cats[i % 2]])),
+        ),
+    ];
+    RecordBatch::try_from_iter(cols).expect("valid batch")
+}
+
+fn edge_traits(rows: &[(u8, Option<i64>, Option<i64>, Option<f64>)]) -> RecordBatch {
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.0 as i64),
+            )),
+        ),
+        (
+            "signup_at",
+            Arc::new(TimestampMillisecondArray::from_iter(
+                rows.iter().map(|r| r.1),
+            )),
+        ),
+        (
+            "score",
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.2))),
+        ),
+        (
+            "rating",
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.3))),
+        ),
+    ];
+    RecordBatch::try_from_iter(cols).expect("valid batch")
+}
+
+fn edge_rules(rule: &str, lateness: &str) -> serde_json::Value {
+    json!({
+        "allowed_lateness": lateness,
+        "traits": {"signup_at": "timestamp", "score": "int", "rating": "float", "vip": "bool", "industry": "string"},
+        "segments": [
+            {"name": "base", "rule": "orders >= 1"},
+            {"name": "r", "rule": rule, "cooldown": "3 days", "holdout": 50}
+        ],
+        "lifecycles": [{"name": "tier", "stages": [{"name": "high", "rule": rule}, {"name": "low", "rule": "TRUE"}]}]
+    })
+}
+
+// ---------------------------------------------------------------------------
 // The properties
 // ---------------------------------------------------------------------------
 
@@ -716,6 +973,109 @@ proptest! {
             prop_assert!(used.is_ok(), "an engine loaded from a damaged checkpoint panicked when used");
         }
     }
+}
+
+/// (e) Rules that compile never panic when evaluated: on events, traits
+/// and clock targets at the edges of what the engine accepts, and across a
+/// checkpoint round trip and a rule replacement. Run with a hand-held runner
+/// so that it can also check that enough generated rules compiled.
+#[test]
+fn compiled_rules_never_panic_when_evaluated() {
+    use proptest::test_runner::{Config, TestRunner};
+    let cases = 384;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        max_shrink_iters: 4000,
+        ..Config::default()
+    });
+    let compiled = AtomicUsize::new(0);
+    let strategy = (
+        predicate(),
+        edges(),
+        prop::sample::select(&["0 ms", "1 day"][..]),
+    );
+    let result = runner.run(&strategy, |(rule, edge, lateness)| {
+        let Ok(spec) = RuleSetSpec::from_json(&edge_rules(&rule, lateness).to_string()) else {
+            return Ok(());
+        };
+        let Ok(mut engine) = Engine::new(spec) else {
+            return Ok(());
+        };
+        compiled.fetch_add(1, Ordering::Relaxed);
+        let (first, second) = edge.events.split_at(edge.events.len() / 2);
+        if !first.is_empty() {
+            engine.ingest(&edge_events(first)).unwrap();
+        }
+        if !edge.traits.is_empty() {
+            engine.update_traits(&edge_traits(&edge.traits)).unwrap();
+        }
+        if !second.is_empty() {
+            engine.ingest(&edge_events(second)).unwrap();
+        }
+        for &t in &edge.advance {
+            engine.advance_to(t);
+        }
+        let _ = snapshot_batch(&engine);
+        let path = temp_path("edge");
+        segstream_engine::checkpoint::save(&engine, path.to_str().unwrap()).unwrap();
+        let loaded = segstream_engine::checkpoint::load(path.to_str().unwrap(), None);
+        let _ = std::fs::remove_file(&path);
+        let mut loaded = loaded.unwrap();
+        loaded.advance_to(loaded.clock.unwrap_or(T0).saturating_add(30 * DAY));
+        let other = edge_rules(
+            "ltv >= 1 AND last_purchase_at < now() - INTERVAL '2 days'",
+            lateness,
+        );
+        let _ = engine.replace_rules(RuleSetSpec::from_json(&other.to_string()).unwrap());
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let compiled = compiled.into_inner();
+    eprintln!("(e): {compiled} of {cases} generated rules compiled and were evaluated");
+    assert!(
+        compiled * 5 >= cases as usize,
+        "only {compiled} of {cases} generated rules compiled"
+    );
+}
+
+/// A timestamp trait far in the past, compared with a moving `now()`: the
+/// breakpoint computation divides i64::MIN by -1 (rules/eval.rs `crossing`).
+/// The same panic is reached from a damaged checkpoint that loads. Ignored
+/// until the engine guards it; run with `--ignored` to see it.
+#[test]
+#[ignore = "engine bug: EvalCtx::crossing overflows on extreme timestamps"]
+fn extreme_timestamp_trait_does_not_panic() {
+    let spec = json!({
+        "traits": {"signup_at": "timestamp"},
+        "segments": [{"name": "old_signup", "rule": "signup_at < now() - INTERVAL '30 days'"}]
+    });
+    let mut engine = Engine::new(RuleSetSpec::from_json(&spec.to_string()).unwrap()).unwrap();
+    let ev = Ev {
+        customer: 1,
+        ts: T0,
+        kind: "purchase",
+        cents: 100,
+        quantity: None,
+        products: vec![],
+        categories: vec![],
+        flags: vec![],
+    };
+    engine.ingest(&batch(&[ev], false)).unwrap();
+    let traits = RecordBatch::try_from_iter(vec![
+        (
+            "customer_id",
+            Arc::new(Int64Array::from(vec![1001i64])) as ArrayRef,
+        ),
+        (
+            "signup_at",
+            Arc::new(TimestampMillisecondArray::from(vec![i64::MIN])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let out = engine.update_traits(&traits);
+    assert!(out.is_ok());
 }
 
 /// The undamaged checkpoint round-trips (guards the damage test against

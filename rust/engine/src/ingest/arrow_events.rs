@@ -234,6 +234,16 @@ pub fn apply_resolved(
         };
         // Unreferenced signals change nothing; skip them early.
         if matches!(ev_kind, EventKind::Signal(None)) {
+            // No rule reads this signal, but the customer exists from now on
+            // (a rule such as `orders = 0` may hold for them).
+            let (c, new) = match cid {
+                CustomerId::Str(s) => state.ids.intern_str(s),
+                CustomerId::Int(v) => state.ids.intern_int(v),
+            };
+            if new {
+                state.ensure(c as usize + 1);
+                touched.add(c);
+            }
             stats.applied += 1;
             stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
             continue;

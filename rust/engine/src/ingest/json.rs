@@ -85,16 +85,20 @@ pub fn apply_json_messages(
                     Kind::Refund => EventKind::Refund,
                     Kind::Signal(name) => EventKind::Signal(state.keyed.signal_index(name)),
                 };
-                stats.applied += 1;
-                stats.max_ts = Some(stats.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
-                if matches!(kind, EventKind::Signal(None)) {
-                    continue;
-                }
+                let known = state.ids.len();
                 let Some(c) = intern(state, &ev.id) else {
-                    stats.applied -= 1;
                     rejected.push((i, id_mismatch(state)));
                     continue;
                 };
+                stats.applied += 1;
+                stats.max_ts = Some(stats.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+                if matches!(kind, EventKind::Signal(None)) {
+                    // No rule reads this signal; a new customer still exists and is evaluated.
+                    if c as usize >= known {
+                        touched.add(c);
+                    }
+                    continue;
+                }
                 if let Some(eid) = &ev.event_id {
                     if !state.seen_events.insert((c, event_id_hash(eid.as_bytes()))) {
                         stats.applied -= 1;

@@ -11,7 +11,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Span, Token};
+use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
 use super::diagnostics::{did_you_mean, parser_location, rule_error};
 use super::expr::{ArithOp, Cast, CmpOp, Expr, Field, Ty, Value};
@@ -22,6 +22,8 @@ use crate::time::{parse_duration_ms, parse_timestamp_ms};
 
 /// Longest accepted rule text; longer input is refused before parsing.
 const MAX_RULE_LEN: usize = 64 * 1024;
+/// Most tokens in one rule (keeps compiled expressions shallow).
+const MAX_RULE_TOKENS: usize = 2_000;
 
 /// What kind of node a segment or lifecycle compiles to.
 #[derive(Debug, Clone)]
@@ -368,6 +370,20 @@ impl<'a> Compiler<'a> {
             )));
         }
         let dialect = GenericDialect {};
+        // Long operator chains parse fine but nest deeply once compiled; cap the
+        // size so that no rule text can exhaust the stack.
+        if let Ok(tokens) = Tokenizer::new(&dialect, self.source).tokenize() {
+            let n = tokens
+                .iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .count();
+            if n > MAX_RULE_TOKENS {
+                return Err(EngineError::rule_plain(format!(
+                    "rule `{}` has {n} tokens, more than the {MAX_RULE_TOKENS} allowed; split it into segments combined with in_segment()",
+                    self.label
+                )));
+            }
+        }
         let parsed = Parser::new(&dialect)
             .with_recursion_limit(64)
             .try_with_sql(self.source)
