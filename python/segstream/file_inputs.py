@@ -35,6 +35,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "flags",
 )
 
+#: Columns every event file must have (under these names or mapped to them).
+REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "ts")
+
 #: Input formats by file name ending; longest endings are tried first.
 FORMAT_BY_SUFFIX: dict[str, str] = {
     ".parquet": "parquet",
@@ -256,10 +259,11 @@ def projection(schema: pa.Schema, columns: Mapping[str, str] | None, path: str) 
                 f"{path}: no column {source!r} (mapped to {engine_name}); "
                 f"the file has {', '.join(schema.names)}"
             )
-    if not out:
+    missing = [name for name in REQUIRED_COLUMNS if name not in out]
+    if missing:
         raise InputError(
-            f"{path}: none of the event columns ({', '.join(EVENT_COLUMNS)}) is in the "
-            f"file (it has {', '.join(schema.names)}); map them with a column map"
+            f"{path}: no {' and no '.join(missing)} column (the file has "
+            f"{', '.join(schema.names)}); map yours, e.g. --map {missing[0]}=YOUR_COLUMN"
         )
     return out
 

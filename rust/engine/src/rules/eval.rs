@@ -128,7 +128,7 @@ impl<'a> EvalCtx<'a> {
                         next_year_start(t)
                     };
                     if let Some(b) = boundary {
-                        let wait = (b - t + slope - 1) / slope;
+                        let wait = b.saturating_sub(t).saturating_add(slope - 1) / slope;
                         self.candidate(self.now.saturating_add(wait));
                     }
                 } else if slope < 0 {
@@ -210,7 +210,7 @@ impl<'a> EvalCtx<'a> {
                 let (l, sl) = self.eval(a);
                 let (r, sr) = self.eval(b);
                 if let (Some(lv), Some(rv)) = (as_time(&l), as_time(&r)) {
-                    let s = sl - sr;
+                    let s = sl.saturating_sub(sr);
                     if s != 0 {
                         self.crossing(lv.saturating_sub(rv), s);
                     }
@@ -231,7 +231,7 @@ impl<'a> EvalCtx<'a> {
                     Value::Float(f) => Some(Value::Float(-f)),
                     _ => None,
                 };
-                (out.unwrap_or(Value::Null), -s)
+                (out.unwrap_or(Value::Null), s.saturating_neg())
             }
             Expr::Cast(kind, x) => {
                 let (v, s) = self.eval(x);
@@ -251,7 +251,10 @@ impl<'a> EvalCtx<'a> {
 
     /// `diff(t) = diff + s * (t - now)` changes sign near `now - diff / s`.
     fn crossing(&mut self, diff: i64, s: i64) {
-        let t0 = self.now.saturating_add((-diff).div_euclid(s));
+        let Some(step) = diff.checked_neg().and_then(|d| d.checked_div_euclid(s)) else {
+            return;
+        };
+        let t0 = self.now.saturating_add(step);
         for t in [t0, t0.saturating_add(1), t0.saturating_add(2)] {
             self.candidate(t);
         }
@@ -364,8 +367,8 @@ fn arith(op: ArithOp, l: Value, sl: i64, r: Value, sr: i64) -> (Value, i64) {
     let to_money =
         |f: f64| -> Option<i64> { (f.is_finite() && f.abs() < 9.0e18).then(|| f.round() as i64) };
     let slope = match op {
-        Add => sl + sr,
-        Sub => sl - sr,
+        Add => sl.saturating_add(sr),
+        Sub => sl.saturating_sub(sr),
         _ => 0,
     };
     let out = match (l, r) {
