@@ -35,14 +35,14 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 DAY = 86_400_000
-T0 = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 SPAN_DAYS = 366
 SEED = 20240101
 EVENT_TYPES = ["purchase", "refund", "page_view"]
@@ -216,7 +216,7 @@ def ingest_all(engine: Any, batches: list[pa.RecordBatch]) -> tuple[float, int, 
 
 
 def pandas_aggregate(batches: list[pa.RecordBatch]) -> tuple[Any, float, float]:
-    """ltv, orders, refunds, first/last purchase per customer. Returns (frame, total s, groupby s)."""
+    """ltv, orders, refunds, first/last purchase per customer. Returns (frame, total s, groupby s)."""  # noqa: E501
     import pandas as pd
 
     started = time.perf_counter()
@@ -258,14 +258,25 @@ def numpy_aggregate(data: dict[str, Any], customers: int) -> tuple[dict[str, np.
     np.minimum.at(first, cid[is_p], ts[is_p])
     np.maximum.at(last, cid[is_p], ts[is_p])
     elapsed = time.perf_counter() - started
-    return {"ltv": gross - refunded, "orders": orders, "refunds": refunds, "first": first, "last": last}, elapsed
+    return {
+        "ltv": gross - refunded,
+        "orders": orders,
+        "refunds": refunds,
+        "first": first,
+        "last": last,
+    }, elapsed
 
 
 def check_agreement(engine: Any, res: Any) -> dict[str, Any]:
     """Compares the engine snapshot with the pandas result, customer by customer."""
-    snap = engine.snapshot().select(
-        ["customer_id", "ltv", "orders", "refunds", "first_purchase_at", "last_purchase_at"]
-    ).to_pandas().set_index("customer_id")
+    snap = (
+        engine.snapshot()
+        .select(
+            ["customer_id", "ltv", "orders", "refunds", "first_purchase_at", "last_purchase_at"]
+        )
+        .to_pandas()
+        .set_index("customer_id")
+    )
     res = res.reindex(snap.index)
     ltv_engine = np.array([int(round(float(v) * 100)) for v in snap["ltv"]], dtype=np.int64)
     ltv_pandas = np.round(res["ltv"].to_numpy() * 100).astype(np.int64)
@@ -277,8 +288,12 @@ def check_agreement(engine: Any, res: Any) -> dict[str, Any]:
         "ltv": int((ltv_engine != ltv_pandas).sum()),
         "orders": int((snap["orders"].to_numpy() != res["orders"].to_numpy()).sum()),
         "refunds": int((snap["refunds"].to_numpy() != res["refunds"].to_numpy()).sum()),
-        "first_purchase_at": int((ms(snap["first_purchase_at"]) != ms(res["first_purchase_at"])).sum()),
-        "last_purchase_at": int((ms(snap["last_purchase_at"]) != ms(res["last_purchase_at"])).sum()),
+        "first_purchase_at": int(
+            (ms(snap["first_purchase_at"]) != ms(res["first_purchase_at"])).sum()
+        ),
+        "last_purchase_at": int(
+            (ms(snap["last_purchase_at"]) != ms(res["last_purchase_at"])).sum()
+        ),
     }
     return {"customers_compared": len(snap), "mismatches": checks}
 
@@ -366,7 +381,8 @@ def phase_advance(args: argparse.Namespace) -> dict[str, Any]:
     for lo in range(0, n, args.batch_rows):
         hi = min(n, lo + args.batch_rows)
         cats = pa.ListArray.from_arrays(
-            pa.array(np.arange(hi - lo + 1, dtype=np.int32)), cat_names.take(pa.array(cat_idx[lo:hi]))
+            pa.array(np.arange(hi - lo + 1, dtype=np.int32)),
+            cat_names.take(pa.array(cat_idx[lo:hi])),
         )
         batches.append(
             pa.RecordBatch.from_arrays(
@@ -489,7 +505,7 @@ def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> 
         rows += [
             (f"(i) segstream ingest, {label}, {NODES} nodes",
              f"{fmt_rate(p['ingest_eps'])}  ({p['events']:,} events in {p['ingest_s']:.2f} s, "
-             f"{p['batches']} batches; {p['customers']:,} customers; {p['ingest_changes']:,} changes)"),
+             f"{p['batches']} batches; {p['customers']:,} customers; {p['ingest_changes']:,} changes)"),  # noqa: E501
             (f"    segstream ingest, {label}, aggregates-only rule",
              f"{fmt_rate(p['aggonly_eps'])}  ({p['aggonly_ingest_s']:.2f} s)"),
             (f"(ii) pandas groupby, {label} (DataFrame in memory)",
@@ -509,7 +525,7 @@ def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> 
             (f"     ratio segstream/pandas-incl-conversion, {label}",
              f"{p['ingest_eps'] / (p['events'] / p['pandas_total_s']):.2f}x full rules, "
              f"{p['aggonly_eps'] / (p['events'] / p['pandas_total_s']):.2f}x aggregates-only"),
-            (f"     engine vs pandas mismatches ({p['agreement']['customers_compared']:,} customers)",
+            (f"     engine vs pandas mismatches ({p['agreement']['customers_compared']:,} customers)",  # noqa: E501
              ", ".join(f"{k} {v}" for k, v in p["agreement"]["mismatches"].items())),
         ]  # fmt: skip
     a = r["advance"]
@@ -547,7 +563,7 @@ def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> 
         rows.append(
             (f"(v) state bytes/customer, {label}",
              f"memory(): base {m['base_bytes_per_customer']} + ids {m['ids'] / c:.1f} + keyed "
-             f"{m['keyed'] / c:.1f} = {m['base_bytes_per_customer'] + (m['ids'] + m['keyed']) / c:.1f} B; "
+             f"{m['keyed'] / c:.1f} = {m['base_bytes_per_customer'] + (m['ids'] + m['keyed']) / c:.1f} B; "  # noqa: E501
              f"RSS growth {p['rss_per_customer']:.1f} B ({mib(p['rss_after'] - p['rss_before'])} "
              f"for {c:,}); peak RSS {mib(p['peak_rss'])}")
         )  # fmt: skip
@@ -565,12 +581,16 @@ def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=20_000_000)
     ap.add_argument("--advance-customers", type=int, default=10_000_000)
     ap.add_argument("--batch-rows", type=int, default=1_000_000)
-    ap.add_argument("--small", action="store_true", help="50k customers, 1M events, 200k for advance_to")
+    ap.add_argument(
+        "--small", action="store_true", help="50k customers, 1M events, 200k for advance_to"
+    )
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -466,6 +466,25 @@ def test_python_api_matches_the_cli(events: pa.Table, rules: Path, tmp_path: Pat
     assert result.elapsed > 0
 
 
+def test_dedupe_applies_each_event_id_once(events: pa.Table, rules: Path, tmp_path: Path) -> None:
+    """A file exported twice: plain runs count every row (as a GROUP BY would); --dedupe
+    applies each event_id once, as the streaming engine does."""
+    twice = write(pa.concat_tables([events, events]), tmp_path / "twice.parquet")
+    plain, deduped = tmp_path / "plain", tmp_path / "deduped"
+    ok("segment", rules, twice, "--as-of", AS_OF.isoformat(), "--out", plain)
+    ok("segment", rules, twice, "--as-of", AS_OF.isoformat(), "--out", deduped, "--dedupe")
+    assert normalized(read_out(deduped)).equals(engine_memberships(rules, events, AS_OF))
+    orders = {
+        name: dict(zip(t["customer_id"].to_pylist(), t["orders"].to_pylist(), strict=True))
+        for name, t in (
+            ("plain", read_out(plain, "profiles")),
+            ("deduped", read_out(deduped, "profiles")),
+        )
+    }
+    assert orders["plain"] == {c: 2 * n for c, n in orders["deduped"].items()}
+    assert any(n > 0 for n in orders["deduped"].values())
+
+
 # -- cross-check with DuckDB -----------------------------------------------------------
 
 

@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 #: the benchmark's history run about 3x faster than 128Ki); memory holds a few of them.
 DEFAULT_BATCH_SIZE = 1 << 20
 #: Prepared batches waiting for the engine: with the one being ingested and the one being
-#: read, memory holds about four batches whatever the size of the input.
-_QUEUE_DEPTH = 2
+#: read, memory holds about three batches whatever the size of the input. One waiting is
+#: enough to keep the engine busy: reading a batch takes a fraction of ingesting it.
+_QUEUE_DEPTH = 1
 #: Output formats of `BulkResult.write`, with their file endings.
 OUTPUT_FORMATS: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow", "csv": ".csv"}
 
@@ -140,10 +141,17 @@ def segment_files(
     columns: Mapping[str, str] | None = None,
     batch_size: int | None = None,
     line_items: bool = False,
+    dedupe: bool = False,
 ) -> pa.Table:
     """Memberships of every customer in the files, as of `as_of`: see `resegment`."""
     return resegment(
-        rules, paths, as_of=as_of, columns=columns, batch_size=batch_size, line_items=line_items
+        rules,
+        paths,
+        as_of=as_of,
+        columns=columns,
+        batch_size=batch_size,
+        line_items=line_items,
+        dedupe=dedupe,
     ).memberships
 
 
@@ -155,6 +163,7 @@ def resegment(
     columns: Mapping[str, str] | None = None,
     batch_size: int | None = None,
     line_items: bool = False,
+    dedupe: bool = False,
     input_format: str | None = None,
     progress: Callable[[BulkProgress], None] | None = None,
 ) -> BulkResult:
@@ -168,6 +177,9 @@ def resegment(
     columns: engine column name -> the files' column name, e.g. {"customer_id": "cust_no"}.
     batch_size: rows per engine call; by default from the input's size (see auto_batch_size).
     line_items: group rows sharing (customer_id, order_id, event_type) into one event.
+    dedupe: apply each event_id once per customer (the engine's idempotency rule). Off by
+        default: the set of ids seen grows with the input's rows, where everything else
+        grows with its customers, and a GROUP BY over the same file counts every row.
     input_format: parquet, ipc, csv, tsv or json, for files whose name does not tell.
     """
     from segstream import Engine
@@ -186,7 +198,16 @@ def resegment(
             f"as_of {cutoff.isoformat()} is before the engine's clock {engine.clock.isoformat()}"
         )
 
-    reader = _Reader(files, columns, batch_size, cutoff, line_items)
+    # Only the memberships at the end are wanted, so rules are evaluated once per customer
+    # at the end rather than once per batch; cooldowns depend on every exit along the way,
+    # so rule sets with one are evaluated batch by batch.
+    evaluate = any(s.get("cooldown") for s in engine.rules.to_dict().get("segments", []))
+    # Decode only what changes the result: tag columns no rule reads are skipped, as is
+    # event_id unless deduplicating. order_id is kept for grouping and for rejected.*.
+    wanted = {*engine.rule_columns, "order_id", *(["event_id"] if dedupe else [])}
+    if line_items:
+        wanted |= {"order_id", "product_ids", "categories", "flags"}
+    reader = _Reader(files, columns, batch_size, cutoff, line_items, wanted)
     bytes_total = sum(f.size for f in files)
     rejected: list[pa.Table] = []
     rows_read = rows_skipped = rows_rejected = events = 0
@@ -201,7 +222,7 @@ def resegment(
             for part in chunk.parts:
                 events += part.table.num_rows
                 try:
-                    refused = engine.ingest(part.table).rejected
+                    refused = engine.ingest(part.table, evaluate=evaluate).rejected
                 except Exception as exc:
                     exc.add_note(f"while ingesting {chunk.file}")
                     raise
@@ -216,7 +237,8 @@ def resegment(
 
     clock = cutoff or (datetime.fromtimestamp(latest / 1000, UTC) if latest is not None else None)
     if clock is not None:
-        engine.advance_to(clock)
+        # Only the memberships at `clock` are wanted, not every change on the way there.
+        engine.advance_to(clock, net=True)
     snapshot = engine.snapshot()
     names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
     sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
@@ -315,6 +337,7 @@ class _Reader(threading.Thread):
         batch_size: int,
         cutoff: datetime | None,
         line_items: bool,
+        wanted: set[str],
     ) -> None:
         super().__init__(name="segstream-reader", daemon=True)
         self._files = files
@@ -322,6 +345,7 @@ class _Reader(threading.Thread):
         self._batch_size = batch_size
         self._cutoff = cutoff
         self._line_items = line_items
+        self._wanted = wanted
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._stopped = threading.Event()
 
@@ -363,7 +387,7 @@ class _Reader(threading.Thread):
     def _read_file(self, file: InputFile, done_bytes: int) -> Iterator[_Chunk]:
         grouper = LineItemGrouper(file.path) if self._line_items else None
         row = 0
-        for batch in read_batches(file, self._columns, self._batch_size):
+        for batch in read_batches(file, self._columns, self._batch_size, self._wanted):
             n = batch.num_rows
             batch = _normalize(batch, file.path)
             keep = _keep_mask(batch["ts"], self._cutoff) if self._cutoff is not None else None

@@ -69,6 +69,12 @@ def register(subparsers: Any) -> None:
         "(the lines of one order must be adjacent)",
     )
     segment.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="apply each event_id once per customer, as the streaming engine does; off by "
+        "default because the ids seen take memory in proportion to the input's rows",
+    )
+    segment.add_argument(
         "--format", choices=sorted(OUTPUT_FORMATS), default="parquet", help="output format"
     )
     segment.add_argument(
@@ -132,6 +138,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 columns=args.map,
                 batch_size=args.batch_size,
                 line_items=args.line_items,
+                dedupe=args.dedupe,
                 input_format=args.input_format,
                 progress=on_progress,
             )

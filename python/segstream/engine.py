@@ -75,9 +75,18 @@ class Engine:
         obj.rules = RuleSet(json.loads(inner.rules_json))
         return obj
 
-    def ingest(self, data: Any) -> IngestResult:
-        """Applies events from any Arrow PyCapsule object (pyarrow, polars, DuckDB, …)."""
-        return _result(self._inner.ingest(data))
+    def ingest(self, data: Any, *, evaluate: bool = True) -> IngestResult:
+        """Applies events from any Arrow PyCapsule object (pyarrow, polars, DuckDB, …).
+
+        With ``evaluate=False`` the events are applied and the clock moves, but no rule is
+        evaluated: the customers they touched are evaluated once, at the clock of that
+        moment, by the next call that reads or changes memberships, and the changes of that
+        evaluation are not reported. For loading history when only the memberships at the
+        end matter (the bulk CLI does this): a customer seen in every batch is evaluated
+        once instead of once per batch. Segment cooldowns only see exits that were
+        evaluated, so they are looser after a deferred load.
+        """
+        return _result(self._inner.ingest(data, evaluate))
 
     def ingest_json(self, messages: Sequence[bytes | str]) -> IngestResult:
         """Applies JSON messages (flat events, Segment-spec track/identify, trait upserts)."""
@@ -94,9 +103,15 @@ class Engine:
         """Like :meth:`update_traits`, with rejected rows."""
         return _result(self._inner.update_traits(data))
 
-    def advance_to(self, ts: datetime | date | int | str) -> pa.Table:
-        """Moves the clock forward (never back); returns changes caused by time alone."""
-        result: pa.Table = self._inner.advance_to(to_epoch_ms(ts))
+    def advance_to(self, ts: datetime | date | int | str, *, net: bool = False) -> pa.Table:
+        """Moves the clock forward (never back); returns changes caused by time alone.
+
+        Each change comes at the instant it happened, so a customer may enter and leave a
+        segment within one call. With ``net=True`` the clock jumps: every customer due by
+        ``ts`` is evaluated once, at ``ts``, and the changes are the net ones, stamped
+        ``ts``; much cheaper over a long stretch (a bulk run's ``as_of``).
+        """
+        result: pa.Table = self._inner.advance_to(to_epoch_ms(ts), net)
         return result
 
     @property
@@ -170,6 +185,17 @@ class Engine:
     def num_customers(self) -> int:
         """Customers known to the engine."""
         result: int = self._inner.num_customers
+        return result
+
+    @property
+    def rule_columns(self) -> list[str]:
+        """Event columns the rules read: a reader may skip the others' tag columns.
+
+        Always customer_id, ts, event_type, amount and quantity; product_ids, categories
+        and flags only when a rule mentions them. (event_id and order_id are not rule
+        inputs: they dedupe events and group order lines.)
+        """
+        result: list[str] = self._inner.rule_columns
         return result
 
     @property

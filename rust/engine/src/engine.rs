@@ -48,6 +48,8 @@ pub struct Engine {
     pub offsets: String,
     /// Engine column name -> input column name.
     pub column_map: BTreeMap<String, String>,
+    /// Customers whose evaluation a deferred ingest put off (see `ingest_deferred`).
+    pub deferred: Touched,
 }
 
 impl Engine {
@@ -68,6 +70,7 @@ impl Engine {
             clock: None,
             offsets: "{}".into(),
             column_map: BTreeMap::new(),
+            deferred: Touched::default(),
         }
     }
 
@@ -113,6 +116,7 @@ impl Engine {
     /// and anyone the moved clock made due.
     pub fn ingest(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
         let resolved = resolve(&self.state, &self.column_map, batch)?;
+        self.settle_deferred();
         let mut changes = Vec::new();
         if let Some((lo, hi)) = resolved.ts_range() {
             self.fire_timers_before(lo, hi, &mut changes);
@@ -131,8 +135,49 @@ impl Engine {
         Ok(out)
     }
 
+    /// Applies a batch of events and moves the clock, but evaluates no rule:
+    /// the customers it touched are evaluated once, at the clock of that
+    /// moment, by the next operation that needs memberships (`settle_deferred`).
+    /// Their membership changes are not reported. This is for loading history,
+    /// when only the memberships at the end matter: a customer touched by every
+    /// batch is evaluated once instead of once per batch.
+    pub fn ingest_deferred(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
+        let resolved = resolve(&self.state, &self.column_map, batch)?;
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let (rejected, stats) =
+            apply_resolved(&mut self.state, self.clock, &resolved, &mut deferred);
+        self.deferred = deferred;
+        self.grow();
+        self.move_clock(stats.max_ts);
+        Ok(IngestOutcome {
+            rejected,
+            applied: stats.applied,
+            duplicates: stats.duplicates,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Evaluates the customers that deferred ingests touched, at the current
+    /// clock, and fires the timers that fell due meanwhile. The changes are
+    /// dropped: deferred ingests report none. Every operation that reads or
+    /// changes memberships calls this first.
+    pub fn settle_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let Some(now) = self.clock else { return };
+        let mut dropped = Vec::new();
+        for &c in &deferred.list {
+            self.evaluate(c, now, Cause::Event, &mut dropped);
+            dropped.clear();
+        }
+        self.run_timers(now, &mut dropped);
+    }
+
     /// Applies JSON messages (flat events, Segment-spec `track`/`identify`).
     pub fn ingest_json(&mut self, messages: &[&[u8]]) -> IngestOutcome {
+        self.settle_deferred();
         let mut touched = Touched::default();
         let mut traits_touched = Touched::default();
         let (rejected, stats) = apply_json_messages(
@@ -161,6 +206,7 @@ impl Engine {
 
     /// Upserts profile traits and re-evaluates those customers.
     pub fn update_traits(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
+        self.settle_deferred();
         let mut touched = Touched::default();
         let rejected = apply_trait_batch(&mut self.state, &self.column_map, batch, &mut touched)?;
         self.grow();
@@ -199,29 +245,63 @@ impl Engine {
         cause: Cause,
         out: &mut Vec<Change>,
     ) {
-        let candidate = max_ts.map(|t| t.saturating_sub(self.rules.lateness));
-        let new_clock = match (self.clock, candidate) {
-            (Some(c), Some(n)) => Some(c.max(n)),
-            (None, n) => n,
-            (c, None) => c,
+        let Some(now) = self.move_clock(max_ts) else {
+            return;
         };
-        let Some(now) = new_clock else { return };
-        self.clock = Some(now);
         for &c in &touched.list {
             self.evaluate(c, now, cause, out);
         }
         self.run_timers(now, out);
     }
 
+    /// Moves the clock to the latest event time minus the lateness (never back).
+    fn move_clock(&mut self, max_ts: Option<i64>) -> Option<i64> {
+        let candidate = max_ts.map(|t| t.saturating_sub(self.rules.lateness));
+        self.clock = match (self.clock, candidate) {
+            (Some(c), Some(n)) => Some(c.max(n)),
+            (None, n) => n,
+            (c, None) => c,
+        };
+        self.clock
+    }
+
     /// Advances the clock to `t` (never backwards) and returns the changes
     /// that time alone caused, each at the instant it happened.
     pub fn advance_to(&mut self, t: i64) -> Vec<Change> {
+        self.settle_deferred();
         let mut out = Vec::new();
         if self.clock.is_some_and(|c| t <= c) {
             return out;
         }
         self.clock = Some(t);
         self.run_timers(t, &mut out);
+        out
+    }
+
+    /// Advances the clock to `t` in one step: every customer due by `t` (and
+    /// every customer a deferred ingest left pending) is evaluated once, at `t`.
+    /// The changes are net, stamped `t`: a customer who entered and left a
+    /// segment in between reports nothing. Cheaper than `advance_to` over a long
+    /// stretch, where one customer may be due many times; changes of deferred
+    /// customers are not reported, as for `settle_deferred`.
+    pub fn advance_to_net(&mut self, t: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.clock.is_some_and(|c| t <= c) {
+            self.settle_deferred();
+            return out;
+        }
+        self.clock = Some(t);
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut dropped = Vec::new();
+        for &c in &deferred.list {
+            self.evaluate(c, t, Cause::Event, &mut dropped);
+            dropped.clear();
+        }
+        // Evaluating at `t` schedules each customer's next timer after `t`, so
+        // every customer popped here is popped once.
+        while let Some((_, c)) = self.timers.pop_due(t) {
+            self.evaluate(c, t, Cause::Time, &mut out);
+        }
         out
     }
 
@@ -388,6 +468,7 @@ impl Engine {
         spec: RuleSetSpec,
     ) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
         let new_rules = compile_ruleset(&spec)?;
+        self.settle_deferred();
         let old_needs = &self.state.keyed.needs;
         let missing = old_needs.missing_from(&new_rules.needs);
         if !missing.is_empty() && !self.state.is_empty() {

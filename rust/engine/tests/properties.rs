@@ -685,7 +685,7 @@ fn edge_ts() -> impl Strategy<Value = i64> {
 #[derive(Debug, Clone)]
 struct Edge {
     events: Vec<(u8, i64, &'static str, f64, Option<i64>)>,
-    traits: Vec<(u8, Option<i64>, Option<i64>, Option<f64>)>,
+    traits: Vec<TraitRow>,
     advance: Vec<i64>,
 }
 
@@ -775,7 +775,10 @@ fn edge_events(evs: &[(u8, i64, &'static str, f64, Option<i64>)]) -> RecordBatch
     RecordBatch::try_from_iter(cols).expect("valid batch")
 }
 
-fn edge_traits(rows: &[(u8, Option<i64>, Option<i64>, Option<f64>)]) -> RecordBatch {
+/// One trait upsert: customer, then an int, a timestamp and a float trait.
+type TraitRow = (u8, Option<i64>, Option<i64>, Option<f64>);
+
+fn edge_traits(rows: &[TraitRow]) -> RecordBatch {
     let cols: Vec<(&str, ArrayRef)> = vec![
         (
             "customer_id",

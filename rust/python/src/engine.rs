@@ -39,6 +39,17 @@ impl PyEngine {
         table(py, changes_batch(&self.inner, changes, &[]))
     }
 
+    /// Evaluates what deferred ingests left pending, before memberships are read.
+    fn settle(&mut self, py: Python<'_>) -> PyResult<()> {
+        let engine = &mut self.inner;
+        if engine.deferred.is_empty() {
+            return Ok(());
+        }
+        guarded(py, "evaluating deferred customers", || {
+            engine.settle_deferred()
+        })
+    }
+
     fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> PyResult<Bound<'py, PyAny>> {
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
@@ -71,10 +82,13 @@ impl PyEngine {
     }
 
     /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
+    /// With `evaluate=False` no rule is evaluated now (see `Engine::ingest_deferred`).
+    #[pyo3(signature = (data, evaluate=true))]
     fn ingest<'py>(
         &mut self,
         py: Python<'py>,
         data: AnyRecordBatch,
+        evaluate: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
@@ -85,7 +99,11 @@ impl PyEngine {
                 let mut total = IngestOutcome::default();
                 let mut offset = 0usize;
                 for b in &batches {
-                    let out = engine.ingest(b)?;
+                    let out = if evaluate {
+                        engine.ingest(b)?
+                    } else {
+                        engine.ingest_deferred(b)?
+                    };
                     total.changes.extend(out.changes);
                     total
                         .rejected
@@ -158,9 +176,22 @@ impl PyEngine {
     }
 
     /// Advances the clock to `ms` (epoch milliseconds); returns the changes.
-    fn advance_to<'py>(&mut self, py: Python<'py>, ms: i64) -> PyResult<Bound<'py, PyAny>> {
+    /// With `net=True`, each due customer is evaluated once, at `ms` (`Engine::advance_to_net`).
+    #[pyo3(signature = (ms, net=false))]
+    fn advance_to<'py>(
+        &mut self,
+        py: Python<'py>,
+        ms: i64,
+        net: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let engine = &mut self.inner;
-        let changes = guarded(py, "advancing the clock", || engine.advance_to(ms))?;
+        let changes = guarded(py, "advancing the clock", || {
+            if net {
+                engine.advance_to_net(ms)
+            } else {
+                engine.advance_to(ms)
+            }
+        })?;
         self.changes(py, &changes)
     }
 
@@ -171,17 +202,19 @@ impl PyEngine {
     }
 
     /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
-    fn members<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn members<'py>(&mut self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.settle(py)?;
         let idx = self.inner.members_of(name).map_err(|e| to_py(py, e))?;
         array(py, ids_for(&self.inner, &idx))
     }
 
     /// One customer's profile as a dict; KeyError if unknown.
     fn profile<'py>(
-        &self,
+        &mut self,
         py: Python<'py>,
         customer_id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.settle(py)?;
         let text_id;
         let id = if let Ok(i) = customer_id.extract::<i64>() {
             CustomerId::Int(i)
@@ -202,20 +235,23 @@ impl PyEngine {
     }
 
     /// One row per customer: id, aggregates, traits, segments, stages.
-    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.settle(py)?;
         let engine = &self.inner;
         let batch = guarded(py, "building the snapshot", || snapshot_batch(engine))?;
         table(py, batch)
     }
 
     /// Segment sizes (and customers per stage for lifecycles).
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.settle(py)?;
         json_to_py(py, &stats_json(&self.inner).to_string())
     }
 
     /// Writes a checkpoint with the given source offsets (JSON object text).
     #[pyo3(signature = (path, offsets_json=None))]
     fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> PyResult<()> {
+        self.settle(py)?;
         if let Some(o) = offsets_json {
             self.inner.offsets = o.to_string();
         }
@@ -274,6 +310,25 @@ impl PyEngine {
     #[getter]
     fn num_customers(&self) -> usize {
         self.inner.num_customers()
+    }
+
+    /// The event columns that change what the rules see: the base columns, and
+    /// the tag columns only when a rule reads them (`event_id` and `order_id`
+    /// are not rule inputs).
+    #[getter]
+    fn rule_columns(&self) -> Vec<&'static str> {
+        let keyed = &self.inner.state.keyed;
+        let mut out = vec!["customer_id", "ts", "event_type", "amount", "quantity"];
+        if keyed.wants_products() {
+            out.push("product_ids");
+        }
+        if keyed.wants_categories() {
+            out.push("categories");
+        }
+        if keyed.wants_flags() {
+            out.push("flags");
+        }
+        out
     }
 
     /// Customers with a pending time-driven re-evaluation.
