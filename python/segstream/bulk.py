@@ -37,10 +37,9 @@ from segstream.line_items import LINES, SOURCE_ROW, LineItemGrouper
 if TYPE_CHECKING:
     from segstream import Engine
 
-#: Rows per batch handed to the engine. The engine re-evaluates each customer a batch
-#: touches once per batch, so large batches save work when customers recur (1M rows of
-#: the benchmark's history run about 3x faster than 128Ki); memory holds a few of them.
-DEFAULT_BATCH_SIZE = 1 << 20
+#: Rows per batch handed to the engine. Bulk runs defer rule evaluation to the end, so the
+#: size only trades per-call cost against memory (which holds a few batches).
+DEFAULT_BATCH_SIZE = 1 << 18
 #: Prepared batches waiting for the engine: with the one being ingested and the one being
 #: read, memory holds about three batches whatever the size of the input. One waiting is
 #: enough to keep the engine busy: reading a batch takes a fraction of ingesting it.

@@ -82,8 +82,8 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         for entries in &hist[..n] {
             for e in entries {
                 b.values().append_value(e.ts);
-                b.values().append_value(e.amount);
-                b.values().append_value(e.counts as i64);
+                b.values().append_value(e.amount());
+                b.values().append_value(e.counts() as i64);
             }
             b.append(true);
         }
@@ -394,15 +394,17 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
                 return Err(err(format!("`{name}` row {row} is malformed")));
             }
             let v = vals.values();
-            let mut entries: Vec<Entry> = v
-                .chunks_exact(3)
-                .map(|t| Entry {
-                    ts: t[0],
-                    amount: t[1],
-                    counts: t[2] != 0,
-                })
-                .collect();
-            entries.sort_by_key(|e| (e.ts, e.amount, e.counts));
+            let mut entries = Vec::with_capacity(v.len() / 3);
+            for t in v.chunks_exact(3) {
+                // Counting events (purchases, signals) never carry a negative
+                // amount, refunds never a positive one.
+                let counts = t[2] != 0;
+                if (counts && t[1] < 0) || (!counts && t[1] > 0) {
+                    return Err(err(format!("`{name}` row {row} has an impossible amount")));
+                }
+                entries.push(Entry::new(t[0], t[1].saturating_abs(), counts));
+            }
+            entries.sort();
             out.push(entries);
         }
         k.hist[i] = out;

@@ -151,7 +151,26 @@ pub fn apply_resolved(
     let mut rejected = Vec::new();
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
+    // First pass: who (for customers already known) and what, row by row. The
+    // second pass then knows rows ahead of time and prefetches their state.
+    let ahead: Vec<(u32, Option<EventKind>)> = (0..*rows)
+        .map(|i| {
+            let c = match ids {
+                IdColumn::Str(a) if !a.is_null(i) => state.ids.lookup(CustomerId::Str(a.value(i))),
+                IdColumn::Int(a, _) if !a.is_null(i) => {
+                    state.ids.lookup(CustomerId::Int(a.value(i)))
+                }
+                _ => None,
+            };
+            (
+                c.unwrap_or(UNKNOWN),
+                event_kind(event_type.as_ref(), i, state),
+            )
+        })
+        .collect();
     for i in 0..*rows {
+        prefetch_row(state, &ahead, i + PREFETCH_DISTANCE, false);
+        prefetch_row(state, &ahead, i + PREFETCH_DISTANCE / 2, true);
         let cid = match ids {
             IdColumn::Str(a) => {
                 if a.is_null(i) {
@@ -179,17 +198,9 @@ pub fn apply_resolved(
                 continue;
             }
         };
-        let ev_kind = match event_type {
-            Some(a) if !a.is_null(i) => match a.value(i) {
-                "purchase" => EventKind::Purchase,
-                "refund" => EventKind::Refund,
-                "" => {
-                    rejected.push((i, "event_type is empty".into()));
-                    continue;
-                }
-                other => EventKind::Signal(state.keyed.signal_index(other)),
-            },
-            _ => EventKind::Purchase,
+        let Some(ev_kind) = ahead[i].1 else {
+            rejected.push((i, "event_type is empty".into()));
+            continue;
         };
         let money = !matches!(ev_kind, EventKind::Signal(_));
         let amt = match (amount, money) {
@@ -236,10 +247,7 @@ pub fn apply_resolved(
         if matches!(ev_kind, EventKind::Signal(None)) {
             // No rule reads this signal, but the customer exists from now on
             // (a rule such as `orders = 0` may hold for them).
-            let (c, new) = match cid {
-                CustomerId::Str(s) => state.ids.intern_str(s),
-                CustomerId::Int(v) => state.ids.intern_int(v),
-            };
+            let (c, new) = intern(state, ahead[i].0, cid);
             if new {
                 state.ensure(c as usize + 1);
                 touched.add(c);
@@ -260,10 +268,7 @@ pub fn apply_resolved(
                 col.for_each(i, |f| state.keyed.tag_flag(&mut tags, f));
             }
         }
-        let (c, new) = match cid {
-            CustomerId::Str(s) => state.ids.intern_str(s),
-            CustomerId::Int(v) => state.ids.intern_int(v),
-        };
+        let (c, new) = intern(state, ahead[i].0, cid);
         if new {
             state.ensure(c as usize + 1);
         }
@@ -290,6 +295,54 @@ pub fn apply_resolved(
         stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
     }
     (rejected, stats)
+}
+
+/// No index yet: a customer new in this batch, or a row to be rejected.
+const UNKNOWN: u32 = u32::MAX;
+/// Rows between a prefetch and the use of what it fetched: enough to cover a
+/// memory access (~100 ns) at the rate rows are applied.
+const PREFETCH_DISTANCE: usize = 32;
+
+/// What an event is, from its `event_type` (`None`: empty, which is rejected).
+#[inline]
+fn event_kind(
+    event_type: Option<&arrow_array::StringArray>,
+    i: usize,
+    state: &State,
+) -> Option<EventKind> {
+    match event_type {
+        Some(a) if !a.is_null(i) => match a.value(i) {
+            "purchase" => Some(EventKind::Purchase),
+            "refund" => Some(EventKind::Refund),
+            "" => None,
+            other => Some(EventKind::Signal(state.keyed.signal_index(other))),
+        },
+        _ => Some(EventKind::Purchase),
+    }
+}
+
+#[inline]
+fn prefetch_row(state: &State, ahead: &[(u32, Option<EventKind>)], row: usize, deep: bool) {
+    if let Some(&(c, Some(kind))) = ahead.get(row) {
+        if c != UNKNOWN && !matches!(kind, EventKind::Signal(None)) {
+            state.keyed.prefetch(c as usize, kind, deep);
+            if !deep && !matches!(kind, EventKind::Signal(_)) {
+                state.agg.prefetch(c as usize);
+            }
+        }
+    }
+}
+
+/// The customer's index: the first pass's lookup, or interned now (new customer).
+#[inline]
+fn intern(state: &mut State, looked_up: u32, id: CustomerId<'_>) -> (u32, bool) {
+    if looked_up != UNKNOWN {
+        return (looked_up, false);
+    }
+    match id {
+        CustomerId::Str(s) => state.ids.intern_str(s),
+        CustomerId::Int(v) => state.ids.intern_int(v),
+    }
 }
 
 fn kind_name(k: IdKind) -> &'static str {

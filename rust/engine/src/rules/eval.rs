@@ -82,9 +82,9 @@ impl<'a> EvalCtx<'a> {
                     self.candidate(first.ts.saturating_add(*d).saturating_add(1));
                 }
                 let v = if matches!(e, Expr::WindowCount(..)) {
-                    Value::Int(live.iter().filter(|x| x.counts).count() as i64)
+                    Value::Int(live.iter().filter(|x| x.counts()).count() as i64)
                 } else {
-                    Value::Money(live.iter().fold(0i64, |a, x| a.saturating_add(x.amount)))
+                    Value::Money(live.iter().fold(0i64, |a, x| a.saturating_add(x.amount())))
                 };
                 (v, 0)
             }

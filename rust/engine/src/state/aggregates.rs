@@ -74,6 +74,22 @@ impl Aggregates {
         }
     }
 
+    /// Starts loading a customer's money columns (see `Keyed::prefetch`).
+    #[inline]
+    pub fn prefetch(&self, c: usize) {
+        use super::keyed::prefetch_read;
+        if c < self.gross.len() {
+            prefetch_read(&self.gross[c]);
+            prefetch_read(&self.refunded[c]);
+            prefetch_read(&self.max_order[c]);
+            prefetch_read(&self.first_purchase[c]);
+            prefetch_read(&self.last_purchase[c]);
+            prefetch_read(&self.orders[c]);
+            prefetch_read(&self.items[c]);
+            prefetch_read(&self.max_quantity[c]);
+        }
+    }
+
     /// Net spend.
     #[inline]
     pub fn ltv(&self, c: usize) -> i64 {

@@ -36,15 +36,42 @@ impl EventTags {
     }
 }
 
-/// One event in a sliding window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One event in a sliding window: 16 bytes (a window holds many of them per
+/// customer, so the size is most of the state's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
     /// Event time.
     pub ts: i64,
+    /// The amount and whether the event counts as one, in one word: events
+    /// that count (purchases, signals) keep their amount, which is never
+    /// negative; refunds, which do not count, keep `-amount - 1`, always negative.
+    code: i64,
+}
+
+impl Entry {
+    /// An event of `amount` minor units (never negative); `counts` is false for refunds.
+    #[inline]
+    pub fn new(ts: i64, amount: i64, counts: bool) -> Entry {
+        let amount = amount.max(0);
+        let code = if counts { amount } else { -amount - 1 };
+        Entry { ts, code }
+    }
+
     /// Signed minor units (refunds negative).
-    pub amount: i64,
+    #[inline]
+    pub fn amount(&self) -> i64 {
+        if self.code >= 0 {
+            self.code
+        } else {
+            self.code + 1
+        }
+    }
+
     /// Counts as one (purchases and signals; not refunds).
-    pub counts: bool,
+    #[inline]
+    pub fn counts(&self) -> bool {
+        self.code >= 0
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -265,6 +292,49 @@ impl Keyed {
         }
     }
 
+    /// True when an event of `kind` may land in window `h` (tags not checked).
+    #[inline]
+    fn may_match(m: &Matcher, kind: EventKind) -> bool {
+        match (*m, kind) {
+            (Matcher::Signal(s), EventKind::Signal(Some(e))) => s == e,
+            (Matcher::Purchase { .. }, EventKind::Purchase | EventKind::Refund) => true,
+            _ => false,
+        }
+    }
+
+    /// Asks the CPU to start loading what `apply` will read for an event of
+    /// `kind` to customer `c`, a few rows ahead: with customers in random order
+    /// nearly every row misses the cache, and the misses of rows in flight
+    /// overlap instead of queueing. `deep` also follows each window's header to
+    /// its entries (the header must have been fetched by an earlier call).
+    #[inline]
+    pub fn prefetch(&self, c: usize, kind: EventKind, deep: bool) {
+        for (h, m) in self.hist_match.iter().enumerate() {
+            if !Self::may_match(m, kind) {
+                continue;
+            }
+            let Some(entries) = self.hist[h].get(c) else {
+                continue;
+            };
+            if deep {
+                if let Some(last) = entries.last() {
+                    // The newest entries: where pruning starts and inserts land.
+                    prefetch_read(entries.as_ptr());
+                    prefetch_read(last);
+                }
+            } else {
+                prefetch_read(entries);
+            }
+        }
+        if !deep && !matches!(kind, EventKind::Signal(_)) {
+            for a in &self.acc {
+                if let Some(slot) = a.get(c) {
+                    prefetch_read(slot);
+                }
+            }
+        }
+    }
+
     /// Folds one event in. `clock` (the engine clock before this batch) lets
     /// windows drop what no rule can see again.
     #[inline]
@@ -308,16 +378,14 @@ impl Keyed {
                 let cut = entries.partition_point(|e| e.ts < now.saturating_sub(lookback));
                 if cut > 0 {
                     entries.drain(..cut);
+                    // A burst (a sale, a crawler) must not pin its memory for good.
+                    if entries.capacity() > 4 * entries.len() + 8 {
+                        entries.shrink_to(2 * entries.len() + 2);
+                    }
                 }
             }
-            let entry = Entry {
-                ts: ev.ts,
-                amount: if counts { ev.amount } else { -ev.amount },
-                counts,
-            };
-            let at = entries.partition_point(|e| {
-                (e.ts, e.amount, e.counts) <= (entry.ts, entry.amount, entry.counts)
-            });
+            let entry = Entry::new(ev.ts, ev.amount, counts);
+            let at = entries.partition_point(|e| *e <= entry);
             entries.insert(at, entry);
         }
         if matches!(ev.kind, EventKind::Purchase) {
@@ -413,5 +481,35 @@ impl Keyed {
             (true, true) => vec![Vec::new(); self.len],
         };
         k
+    }
+}
+
+/// A hint that `p` will be read soon; no effect on other targets.
+#[inline(always)]
+pub fn prefetch_read<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    #[test]
+    fn entries_keep_amount_and_counting_in_one_word() {
+        for amount in [0, 1, 1999, i64::MAX] {
+            let bought = Entry::new(5, amount, true);
+            assert_eq!((bought.amount(), bought.counts()), (amount, true));
+            let refunded = Entry::new(5, amount, false);
+            assert_eq!((refunded.amount(), refunded.counts()), (-amount, false));
+        }
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        // Same instant: a refund sorts before a purchase, whatever the amounts.
+        assert!(Entry::new(5, 0, false) < Entry::new(5, 0, true));
     }
 }
