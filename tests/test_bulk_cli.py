@@ -466,6 +466,22 @@ def test_python_api_matches_the_cli(events: pa.Table, rules: Path, tmp_path: Pat
     assert result.elapsed > 0
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_any_number_of_threads_gives_the_same_memberships(
+    events: pa.Table, rules: Path, tmp_path: Path, threads: int
+) -> None:
+    from segstream.bulk import resegment
+
+    path = write(events, tmp_path / "events.parquet")
+    result = resegment(str(rules), path, as_of=AS_OF, batch_size=1000, threads=threads)
+    assert normalized(result.memberships).equals(engine_memberships(rules, events, AS_OF))
+    assert result.engine.snapshot().num_rows == result.customers  # one engine, merged
+    reference = segstream.Engine(str(rules))
+    reference.ingest(cut(events, AS_OF))
+    reference.advance_to(AS_OF)
+    assert result.engine.stats() == reference.stats()
+
+
 def test_dedupe_applies_each_event_id_once(events: pa.Table, rules: Path, tmp_path: Path) -> None:
     """A file exported twice: plain runs count every row (as a GROUP BY would); --dedupe
     applies each event_id once, as the streaming engine does."""

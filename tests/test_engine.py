@@ -387,3 +387,52 @@ def test_customer_known_only_from_an_unused_signal() -> None:
     with_other.ingest(view)
     assert with_other.members("newcomers").to_pylist() == ["v"]
     assert alone.members("newcomers").to_pylist() == ["v"]
+
+
+# -- merging shards ------------------------------------------------------------------------
+
+
+def test_merge_refuses_shared_customers_other_rules_and_itself_changing_nothing() -> None:
+    batch = events(customer_id=["a", "b"], ts=[day(1), day(2)], amount=[50.0, 200.0])
+    a, b = segstream.Engine(RULES), segstream.Engine(RULES)
+    a.ingest(batch)
+    b.ingest(batch.slice(1))
+    with pytest.raises(segstream.SegstreamError, match="customer `b` is in both engines"):
+        a.merge(b)
+    assert a.snapshot().num_rows == 2 and b.snapshot().num_rows == 1  # nothing moved
+
+    other = segstream.Engine({"segments": [{"name": "x", "rule": "orders >= 2"}]})
+    other.ingest(events(customer_id=["z"], ts=[day(1)], amount=[1.0]))
+    with pytest.raises(segstream.SegstreamError, match="different rules"):
+        a.merge(other)
+    ints = segstream.Engine(RULES)
+    ints.ingest(events(customer_id=[7], ts=[day(1)], amount=[1.0]))
+    with pytest.raises(segstream.SegstreamError, match="integer ids"):
+        a.merge(ints)
+    with pytest.raises(ValueError, match="itself"):
+        a.merge(a)
+    assert a.stats() == {
+        "buyers": 2,
+        "big": 1,
+        "kitchen_recent": 0,
+        "tier": {"gold": 0, "regular": 2},
+    }
+
+
+def test_shard_needs_deferred_evaluation_and_a_valid_index() -> None:
+    batch = events(customer_id=["a"], ts=[day(1)], amount=[5.0])
+    engine = segstream.Engine(RULES)
+    with pytest.raises(ValueError, match="evaluate=False"):
+        engine.ingest(batch, shard=(0, 2))
+    with pytest.raises(ValueError, match="below the count"):
+        engine.ingest(batch, evaluate=False, shard=(2, 2))
+    assert engine.snapshot().num_rows == 0
+    # Every customer is in exactly one of the shards; a null id is shard 0's to reject.
+    ids = [f"c{i}" for i in range(200)]
+    many = events(customer_id=[*ids, None], ts=[day(1)] * 201, amount=[5.0] * 201)
+    shards = [segstream.Engine(RULES) for _ in range(3)]
+    results = [s.ingest(many, evaluate=False, shard=(k, 3)) for k, s in enumerate(shards)]
+    held = [set(s.snapshot()["customer_id"].to_pylist()) for s in shards]
+    assert sorted(c for h in held for c in h) == sorted(ids)
+    assert all(len(h) > 30 for h in held)
+    assert [r.rejected.num_rows for r in results] == [1, 0, 0]

@@ -317,6 +317,47 @@ def test_deferred_ingest_and_net_advance_end_in_the_same_memberships(
     assert all(ms(r["at"]) == final for r in net)
 
 
+@fast(60)
+@given(
+    events=event_lists(max_size=40),
+    extra=rule_sets(),
+    data=st.data(),
+    shards=st.integers(2, 4),
+    later=st.integers(0, 100 * DAY),
+)
+def test_shards_merge_into_the_engine_that_read_everything(
+    events: list[ref.Event], extra: ref.RuleSet, data: st.DataObject, shards: int, later: int
+) -> None:
+    """Engines fed the same batches with shard=(k, n) hold disjoint customers; merged,
+    they are the engine that read every event (the bulk CLI's parallel path)."""
+    spec = with_random(retail_spec(cooldown=False), extra)
+    cuts = data.draw(batchings(len(events)), label="cuts")
+    whole = segstream.Engine(spec)
+    parts = [segstream.Engine(spec) for _ in range(shards)]
+    bounds = [0, *cuts, len(events)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        if hi <= lo:
+            continue
+        batch = table(events[lo:hi])
+        whole.ingest(batch, evaluate=False)
+        for k, part in enumerate(parts):
+            part.ingest(batch, evaluate=False, shard=(k, shards))
+    final = max(e.ts for e in events) + later
+    whole.advance_to(final, net=True)
+    for part in parts:
+        part.advance_to(final, net=True)
+    owners = [set(p.snapshot()["customer_id"].to_pylist()) for p in parts]
+    assert sum(len(o) for o in owners) == len(set().union(*owners))  # disjoint
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+        assert part.snapshot().num_rows == 0
+    assert merged.clock_ms == whole.clock_ms
+    assert snapshot(merged) == snapshot(whole)
+    assert merged.stats() == whole.stats()
+    assert members(merged, names(spec)) == members(whole, names(spec))
+
+
 # -- (b) the reference evaluator -----------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -165,6 +166,7 @@ def resegment(
     dedupe: bool = False,
     input_format: str | None = None,
     progress: Callable[[BulkProgress], None] | None = None,
+    threads: int | None = None,
 ) -> BulkResult:
     """Segment the events in `paths` (files, directories, globs) with `rules`.
 
@@ -180,6 +182,9 @@ def resegment(
         default: the set of ids seen grows with the input's rows, where everything else
         grows with its customers, and a GROUP BY over the same file counts every row.
     input_format: parquet, ipc, csv, tsv or json, for files whose name does not tell.
+    threads: engines ingesting side by side, each holding the customers whose id hashes
+        to it (default: the CPU count, at most 8). 1 for a single engine. A rule set with
+        a cooldown, or an Engine passed as `rules`, always runs on one.
     """
     from segstream import Engine
 
@@ -206,6 +211,15 @@ def resegment(
     wanted = {*engine.rule_columns, "order_id", *(["event_id"] if dedupe else [])}
     if line_items:
         wanted |= {"order_id", "product_ids", "categories", "flags"}
+    # Customers are split by a hash of their id over `threads` engines that ingest every
+    # batch side by side (each skips the others' rows, with the GIL released) and merge at
+    # the end. Only a fresh run splits: an engine passed in may already hold any customer.
+    if threads is None:
+        threads = min(os.cpu_count() or 1, _MAX_THREADS)
+    if threads < 1:
+        raise ValueError(f"threads must be positive, got {threads}")
+    shards = 1 if evaluate or isinstance(rules, Engine) else threads
+    feeder = _ShardedIngest([engine, *(Engine(rules) for _ in range(shards - 1))], evaluate)
     reader = _Reader(files, columns, batch_size, cutoff, line_items, wanted)
     bytes_total = sum(f.size for f in files)
     rejected: list[pa.Table] = []
@@ -221,7 +235,7 @@ def resegment(
             for part in chunk.parts:
                 events += part.table.num_rows
                 try:
-                    refused = engine.ingest(part.table, evaluate=evaluate).rejected
+                    refused = feeder.ingest(part.table)
                 except Exception as exc:
                     exc.add_note(f"while ingesting {chunk.file}")
                     raise
@@ -231,13 +245,16 @@ def resegment(
                     rows_rejected += lines
             if progress is not None:
                 progress(BulkProgress(rows_read, chunk.bytes_read, bytes_total, chunk.file))
+        clock = cutoff or (
+            datetime.fromtimestamp(latest / 1000, UTC) if latest is not None else None
+        )
+        if clock is not None:
+            # Only the memberships at `clock` are wanted, not every change on the way.
+            feeder.advance_to(clock)
+        feeder.merge()
     finally:
         reader.stop()
-
-    clock = cutoff or (datetime.fromtimestamp(latest / 1000, UTC) if latest is not None else None)
-    if clock is not None:
-        # Only the memberships at `clock` are wanted, not every change on the way there.
-        engine.advance_to(clock, net=True)
+        feeder.close()
     snapshot = engine.snapshot()
     names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
     sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
@@ -324,6 +341,59 @@ class _Chunk:
 
 
 _DONE = object()
+#: Most engines a bulk run splits its customers over by default.
+_MAX_THREADS = 8
+
+
+class _ShardedIngest:
+    """One engine, or several that each own a shard of the customers and ingest every
+    batch on their own thread (the first on the caller's)."""
+
+    def __init__(self, engines: list[Engine], evaluate: bool) -> None:
+        self.engines = engines
+        self._evaluate = evaluate
+        count = len(engines)
+        self._pool = (
+            ThreadPoolExecutor(max_workers=count - 1, thread_name_prefix="segstream-shard")
+            if count > 1
+            else None
+        )
+
+    def _each(self, call: Callable[[int, Engine], Any]) -> list[Any]:
+        """`call` on every engine at once; results in engine order. Waits for all of them
+        before raising, so no thread is left working on an engine."""
+        if self._pool is None:
+            return [call(0, self.engines[0])]
+        futures = [self._pool.submit(call, k, e) for k, e in enumerate(self.engines[1:], 1)]
+        try:
+            first = call(0, self.engines[0])
+        finally:
+            wait(futures)
+        return [first, *(f.result() for f in futures)]
+
+    def ingest(self, table: pa.Table) -> pa.Table:
+        """Ingests the table; returns the refused rows (row, reason) of every shard."""
+        count = len(self.engines)
+        if count == 1:
+            refused: pa.Table = self.engines[0].ingest(table, evaluate=self._evaluate).rejected
+            return refused
+        parts = self._each(lambda k, e: e.ingest(table, evaluate=False, shard=(k, count)).rejected)
+        refused = pa.concat_tables(parts)
+        return refused.sort_by("row") if refused.num_rows else refused
+
+    def advance_to(self, clock: datetime) -> None:
+        self._each(lambda _, e: e.advance_to(clock, net=True))
+
+    def merge(self) -> None:
+        """Moves every shard's customers into the first engine."""
+        first = self.engines[0]
+        for other in self.engines[1:]:
+            first.merge(other)
+        del self.engines[1:]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class _Reader(threading.Thread):

@@ -82,6 +82,13 @@ def register(subparsers: Any) -> None:
         choices=FORMATS,
         help="format of inputs whose name does not tell (default: from the file ending)",
     )
+    segment.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="engines ingesting side by side, each owning a share of the customers "
+        "(default: the CPU count, at most 8)",
+    )
     segment.add_argument("--batch-size", type=_positive, default=None, help=argparse.SUPPRESS)
     segment.set_defaults(func=run_segment)
 
@@ -139,6 +146,7 @@ def run_segment(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 line_items=args.line_items,
                 dedupe=args.dedupe,
+                threads=args.threads,
                 input_format=args.input_format,
                 progress=on_progress,
             )

@@ -75,7 +75,9 @@ class Engine:
         obj.rules = RuleSet(json.loads(inner.rules_json))
         return obj
 
-    def ingest(self, data: Any, *, evaluate: bool = True) -> IngestResult:
+    def ingest(
+        self, data: Any, *, evaluate: bool = True, shard: tuple[int, int] | None = None
+    ) -> IngestResult:
         """Applies events from any Arrow PyCapsule object (pyarrow, polars, DuckDB, …).
 
         With ``evaluate=False`` the events are applied and the clock moves, but no rule is
@@ -85,8 +87,21 @@ class Engine:
         end matter (the bulk CLI does this): a customer seen in every batch is evaluated
         once instead of once per batch. Segment cooldowns only see exits that were
         evaluated, so they are looser after a deferred load.
+
+        ``shard=(index, count)`` (with ``evaluate=False``) applies only the rows of the
+        customers whose id hashes to ``index``: ``count`` engines fed the same batches on
+        as many threads hold disjoint customers, and :meth:`merge` joins them.
         """
-        return _result(self._inner.ingest(data, evaluate))
+        return _result(self._inner.ingest(data, evaluate, shard))
+
+    def merge(self, other: Engine) -> None:
+        """Moves every customer of ``other`` into this engine; ``other`` is left empty.
+
+        Both must run the same rules and hold no customer in common (the shards of one
+        input); otherwise SegstreamError, and nothing changes. The clock
+        becomes the later of the two.
+        """
+        self._inner.merge(other._inner)
 
     def ingest_json(self, messages: Sequence[bytes | str]) -> IngestResult:
         """Applies JSON messages (flat events, Segment-spec track/identify, trait upserts)."""

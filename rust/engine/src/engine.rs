@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 
 use crate::error::{EngineError, Result};
-use crate::ingest::{apply_json_messages, apply_resolved, apply_trait_batch, resolve, Touched};
+use crate::ingest::{
+    apply_json_messages, apply_resolved, apply_trait_batch, resolve, Shard, Touched,
+};
 use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
 use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
 use crate::rules::eval::EvalCtx;
@@ -74,6 +76,13 @@ impl Engine {
         }
     }
 
+    /// A new engine with these rules and column map, and no customers.
+    pub fn empty_like(&self) -> Engine {
+        let mut e = Engine::from_compiled(self.rules.clone());
+        e.column_map = self.column_map.clone();
+        e
+    }
+
     /// Sets the column map (engine name -> input column name).
     pub fn set_column_map(&mut self, map: BTreeMap<String, String>) -> Result<()> {
         const KNOWN: [&str; 10] = [
@@ -105,7 +114,7 @@ impl Engine {
         self.state.len()
     }
 
-    fn grow(&mut self) {
+    pub(crate) fn grow(&mut self) {
         let n = self.state.len();
         self.state.ensure(n);
         self.members.grow(&self.rules, n);
@@ -141,8 +150,16 @@ impl Engine {
     /// Their membership changes are not reported. This is for loading history,
     /// when only the memberships at the end matter: a customer touched by every
     /// batch is evaluated once instead of once per batch.
-    pub fn ingest_deferred(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
-        let resolved = resolve(&self.state, &self.column_map, batch)?;
+    ///
+    /// With a `shard`, only the rows of that shard's customers are applied or
+    /// rejected; the others are skipped (see `Shard` and `merge`).
+    pub fn ingest_deferred(
+        &mut self,
+        batch: &RecordBatch,
+        shard: Option<Shard>,
+    ) -> Result<IngestOutcome> {
+        let mut resolved = resolve(&self.state, &self.column_map, batch)?;
+        resolved.restrict_to(shard);
         let mut deferred = std::mem::take(&mut self.deferred);
         let (rejected, stats) =
             apply_resolved(&mut self.state, self.clock, &resolved, &mut deferred);

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod membership;
+pub mod merge;
 pub mod output;
 pub mod rules;
 pub mod state;

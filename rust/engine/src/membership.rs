@@ -111,6 +111,28 @@ impl Memberships {
     }
 
     /// Grows to `len` customers.
+    /// Appends another engine's customers (same rules, both grown to their
+    /// customer counts) after these (see `Engine::merge`).
+    pub fn append(&mut self, other: Memberships) {
+        for (mine, theirs) in self.seg.iter_mut().zip(other.seg) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.stage.iter_mut().zip(other.stage) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.last_exit.iter_mut().zip(other.last_exit) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.seg_count.iter_mut().zip(other.seg_count) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.stage_count.iter_mut().zip(other.stage_count) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
+        }
+    }
+
     pub fn grow(&mut self, rules: &CompiledRules, len: usize) {
         for (i, node) in rules.nodes.iter().enumerate() {
             match &node.kind {

@@ -9,6 +9,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::input::AnyRecordBatch;
+use segstream_engine::ingest::Shard;
 use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
 use segstream_engine::state::CustomerId;
 use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
@@ -83,13 +84,29 @@ impl PyEngine {
 
     /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
     /// With `evaluate=False` no rule is evaluated now (see `Engine::ingest_deferred`).
-    #[pyo3(signature = (data, evaluate=true))]
+    /// With `shard=(index, count)` (deferred only), only that shard's customers are applied.
+    #[pyo3(signature = (data, evaluate=true, shard=None))]
     fn ingest<'py>(
         &mut self,
         py: Python<'py>,
         data: AnyRecordBatch,
         evaluate: bool,
+        shard: Option<(u32, u32)>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let shard = match shard {
+            None => None,
+            Some((index, count)) if index < count && evaluate => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "shard=({index}, {count}) needs evaluate=False"
+                )))
+            }
+            Some((index, count)) if index < count => Some(Shard { index, count }),
+            Some((index, count)) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "shard=({index}, {count}): the index must be below the count"
+                )))
+            }
+        };
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
         let result = guarded(
@@ -102,7 +119,7 @@ impl PyEngine {
                     let out = if evaluate {
                         engine.ingest(b)?
                     } else {
-                        engine.ingest_deferred(b)?
+                        engine.ingest_deferred(b, shard)?
                     };
                     total.changes.extend(out.changes);
                     total
@@ -310,6 +327,21 @@ impl PyEngine {
     #[getter]
     fn num_customers(&self) -> usize {
         self.inner.num_customers()
+    }
+
+    /// Moves every customer of `other` (same rules, no customer in common)
+    /// into this engine; `other` is left empty.
+    fn merge(&mut self, py: Python<'_>, other: &Bound<'_, PyEngine>) -> PyResult<()> {
+        let mut other = other.try_borrow_mut().map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err("merge: cannot merge an engine into itself")
+        })?;
+        self.inner
+            .check_mergeable(&other.inner)
+            .map_err(|e| to_py(py, e))?;
+        let empty = other.inner.empty_like();
+        let taken = std::mem::replace(&mut other.inner, empty);
+        let engine = &mut self.inner;
+        guarded(py, "merging engines", || engine.merge(taken))?.map_err(|e| to_py(py, e))
     }
 
     /// The event columns that change what the rules see: the base columns, and

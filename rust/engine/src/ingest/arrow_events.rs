@@ -25,9 +25,39 @@ pub struct Resolved {
     products: Option<TagColumn>,
     categories: Option<TagColumn>,
     flags: Option<TagColumn>,
+    shard: Option<Shard>,
+}
+
+/// A slice of the customers, by a hash of their id: engines given the shards
+/// `0..count` of the same input hold disjoint customers, and merge into the
+/// engine that would have read it all (`Engine::merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard of a customer id. (A null id belongs to shard 0, which
+    /// reports the row as rejected.)
+    #[inline]
+    pub fn of(id: CustomerId<'_>, count: u32) -> u32 {
+        let h = match id {
+            CustomerId::Str(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
+            CustomerId::Int(v) => xxhash_rust::xxh3::xxh3_64(&v.to_le_bytes()),
+        };
+        (h % count.max(1) as u64) as u32
+    }
 }
 
 impl Resolved {
+    /// Only the rows of customers in `shard` will be applied (or rejected).
+    pub fn restrict_to(&mut self, shard: Option<Shard>) {
+        self.shard = shard.filter(|s| s.count > 1);
+    }
+
     /// Earliest and latest readable event time in the batch.
     pub fn ts_range(&self) -> Option<(i64, i64)> {
         let mut out: Option<(i64, i64)> = None;
@@ -119,6 +149,7 @@ pub fn resolve(
         products,
         categories,
         flags,
+        shard: None,
     })
 }
 
@@ -141,6 +172,7 @@ pub fn apply_resolved(
         products,
         categories,
         flags,
+        shard,
     } = r;
     let kind = *kind;
     // From here on nothing can fail as a whole: rows are applied or rejected one by one.
@@ -155,13 +187,18 @@ pub fn apply_resolved(
     // second pass then knows rows ahead of time and prefetches their state.
     let ahead: Vec<(u32, Option<EventKind>)> = (0..*rows)
         .map(|i| {
-            let c = match ids {
-                IdColumn::Str(a) if !a.is_null(i) => state.ids.lookup(CustomerId::Str(a.value(i))),
-                IdColumn::Int(a, _) if !a.is_null(i) => {
-                    state.ids.lookup(CustomerId::Int(a.value(i)))
-                }
+            let id = match ids {
+                IdColumn::Str(a) if !a.is_null(i) => Some(CustomerId::Str(a.value(i))),
+                IdColumn::Int(a, _) if !a.is_null(i) => Some(CustomerId::Int(a.value(i))),
                 _ => None,
             };
+            if let Some(sh) = shard {
+                let owner = id.map_or(0, |id| Shard::of(id, sh.count));
+                if owner != sh.index {
+                    return (OTHER_SHARD, None);
+                }
+            }
+            let c = id.and_then(|id| state.ids.lookup(id));
             (
                 c.unwrap_or(UNKNOWN),
                 event_kind(event_type.as_ref(), i, state),
@@ -169,6 +206,9 @@ pub fn apply_resolved(
         })
         .collect();
     for i in 0..*rows {
+        if ahead[i].0 == OTHER_SHARD {
+            continue;
+        }
         prefetch_row(state, &ahead, i + PREFETCH_DISTANCE, false);
         prefetch_row(state, &ahead, i + PREFETCH_DISTANCE / 2, true);
         let cid = match ids {
@@ -299,6 +339,8 @@ pub fn apply_resolved(
 
 /// No index yet: a customer new in this batch, or a row to be rejected.
 const UNKNOWN: u32 = u32::MAX;
+/// A row of a customer in another shard: skipped.
+const OTHER_SHARD: u32 = u32::MAX - 1;
 /// Rows between a prefetch and the use of what it fetched: enough to cover a
 /// memory access (~100 ns) at the rate rows are applied.
 const PREFETCH_DISTANCE: usize = 32;
@@ -324,7 +366,7 @@ fn event_kind(
 #[inline]
 fn prefetch_row(state: &State, ahead: &[(u32, Option<EventKind>)], row: usize, deep: bool) {
     if let Some(&(c, Some(kind))) = ahead.get(row) {
-        if c != UNKNOWN && !matches!(kind, EventKind::Signal(None)) {
+        if c < OTHER_SHARD && !matches!(kind, EventKind::Signal(None)) {
             state.keyed.prefetch(c as usize, kind, deep);
             if !deep && !matches!(kind, EventKind::Signal(_)) {
                 state.agg.prefetch(c as usize);

@@ -90,6 +90,20 @@ impl Aggregates {
         }
     }
 
+    /// Appends another set of customers' columns after these (see `Engine::merge`).
+    pub fn append(&mut self, other: Aggregates) {
+        self.gross.extend(other.gross);
+        self.refunded.extend(other.refunded);
+        self.max_order.extend(other.max_order);
+        self.first_purchase.extend(other.first_purchase);
+        self.last_purchase.extend(other.last_purchase);
+        self.last_refund.extend(other.last_refund);
+        self.orders.extend(other.orders);
+        self.refunds.extend(other.refunds);
+        self.items.extend(other.items);
+        self.max_quantity.extend(other.max_quantity);
+    }
+
     /// Net spend.
     #[inline]
     pub fn ltv(&self, c: usize) -> i64 {

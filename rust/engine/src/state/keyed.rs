@@ -403,6 +403,41 @@ impl Keyed {
         }
     }
 
+    /// Appends the customers of another keyed state built for the same rules
+    /// (see `Engine::merge`). Set members are symbols of each state's own
+    /// table, so the other's are translated by name.
+    pub fn append(&mut self, other: Keyed) {
+        for (mine, theirs) in self.acc.iter_mut().zip(other.acc) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.hist.iter_mut().zip(other.hist) {
+            mine.extend(theirs);
+        }
+        let symbols: Vec<u32> = other
+            .symbols
+            .names
+            .iter()
+            .map(|name| self.symbols.add(name))
+            .collect();
+        let translate = |sets: Vec<Vec<u32>>| {
+            sets.into_iter().map(|set| {
+                let mut set: Vec<u32> = set.into_iter().map(|s| symbols[s as usize]).collect();
+                set.sort_unstable();
+                set
+            })
+        };
+        if self.needs.category_set {
+            self.category_sets.extend(translate(other.category_sets));
+        }
+        if self.needs.product_set {
+            self.product_sets.extend(translate(other.product_sets));
+        }
+        if self.needs.months {
+            self.months.extend(other.months);
+        }
+        self.len += other.len;
+    }
+
     /// Heap bytes held by windows and sets (approximate).
     pub fn heap_bytes(&self) -> usize {
         let acc: usize = self.acc.iter().map(|a| a.capacity() * 8).sum();

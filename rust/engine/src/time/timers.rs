@@ -78,6 +78,12 @@ impl TimerIndex {
             .collect();
     }
 
+    /// Appends another index's customers after these (see `Engine::merge`).
+    pub fn append(&mut self, other: TimerIndex) {
+        self.due.extend(other.due);
+        self.compact();
+    }
+
     /// Raw due times (for checkpoints).
     pub fn due_times(&self) -> &[i64] {
         &self.due
