@@ -183,34 +183,37 @@ pub fn apply_resolved(
     let mut rejected = Vec::new();
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
-    // First pass: who (for customers already known) and what, row by row. The
-    // second pass then knows rows ahead of time and prefetches their state.
-    let ahead: Vec<(u32, Option<EventKind>)> = (0..*rows)
-        .map(|i| {
-            let id = match ids {
-                IdColumn::Str(a) if !a.is_null(i) => Some(CustomerId::Str(a.value(i))),
-                IdColumn::Int(a, _) if !a.is_null(i) => Some(CustomerId::Int(a.value(i))),
-                _ => None,
-            };
-            if let Some(sh) = shard {
-                let owner = id.map_or(0, |id| Shard::of(id, sh.count));
-                if owner != sh.index {
-                    return (OTHER_SHARD, None);
-                }
-            }
-            let c = id.and_then(|id| state.ids.lookup(id));
-            (
-                c.unwrap_or(UNKNOWN),
-                event_kind(event_type.as_ref(), i, state),
-            )
-        })
-        .collect();
+    // First pass: the rows to apply (this shard's), with who (for customers
+    // already known) and what. The second pass walks them knowing the rows
+    // ahead, and prefetches their state.
+    let mut ahead: Vec<Ahead> = Vec::with_capacity(*rows);
     for i in 0..*rows {
-        if ahead[i].0 == OTHER_SHARD {
-            continue;
+        let id = match ids {
+            IdColumn::Str(a) if !a.is_null(i) => Some(CustomerId::Str(a.value(i))),
+            IdColumn::Int(a, _) if !a.is_null(i) => Some(CustomerId::Int(a.value(i))),
+            _ => None,
+        };
+        if let Some(sh) = shard {
+            if id.map_or(0, |id| Shard::of(id, sh.count)) != sh.index {
+                continue;
+            }
         }
-        prefetch_row(state, &ahead, i + PREFETCH_DISTANCE, false);
-        prefetch_row(state, &ahead, i + PREFETCH_DISTANCE / 2, true);
+        let c = id.and_then(|id| state.ids.lookup(id));
+        ahead.push(Ahead {
+            row: i as u32,
+            customer: c.unwrap_or(UNKNOWN),
+            kind: event_kind(event_type.as_ref(), i, state),
+        });
+    }
+    for p in 0..ahead.len() {
+        prefetch_row(state, &ahead, p + PREFETCH_DISTANCE, false);
+        prefetch_row(state, &ahead, p + PREFETCH_DISTANCE / 2, true);
+        let Ahead {
+            row,
+            customer: looked_up,
+            kind,
+        } = ahead[p];
+        let i = row as usize;
         let cid = match ids {
             IdColumn::Str(a) => {
                 if a.is_null(i) {
@@ -238,7 +241,7 @@ pub fn apply_resolved(
                 continue;
             }
         };
-        let Some(ev_kind) = ahead[i].1 else {
+        let Some(ev_kind) = kind else {
             rejected.push((i, "event_type is empty".into()));
             continue;
         };
@@ -287,7 +290,7 @@ pub fn apply_resolved(
         if matches!(ev_kind, EventKind::Signal(None)) {
             // No rule reads this signal, but the customer exists from now on
             // (a rule such as `orders = 0` may hold for them).
-            let (c, new) = intern(state, ahead[i].0, cid);
+            let (c, new) = intern(state, looked_up, cid);
             if new {
                 state.ensure(c as usize + 1);
                 touched.add(c);
@@ -308,7 +311,7 @@ pub fn apply_resolved(
                 col.for_each(i, |f| state.keyed.tag_flag(&mut tags, f));
             }
         }
-        let (c, new) = intern(state, ahead[i].0, cid);
+        let (c, new) = intern(state, looked_up, cid);
         if new {
             state.ensure(c as usize + 1);
         }
@@ -339,8 +342,16 @@ pub fn apply_resolved(
 
 /// No index yet: a customer new in this batch, or a row to be rejected.
 const UNKNOWN: u32 = u32::MAX;
-/// A row of a customer in another shard: skipped.
-const OTHER_SHARD: u32 = u32::MAX - 1;
+/// A row to apply, as the first pass saw it.
+#[derive(Clone, Copy)]
+struct Ahead {
+    /// Row in the batch.
+    row: u32,
+    /// The customer's index, or `UNKNOWN`.
+    customer: u32,
+    /// What the event is (`None`: empty event_type, rejected).
+    kind: Option<EventKind>,
+}
 /// Rows between a prefetch and the use of what it fetched: enough to cover a
 /// memory access (~100 ns) at the rate rows are applied.
 const PREFETCH_DISTANCE: usize = 32;
@@ -364,9 +375,14 @@ fn event_kind(
 }
 
 #[inline]
-fn prefetch_row(state: &State, ahead: &[(u32, Option<EventKind>)], row: usize, deep: bool) {
-    if let Some(&(c, Some(kind))) = ahead.get(row) {
-        if c < OTHER_SHARD && !matches!(kind, EventKind::Signal(None)) {
+fn prefetch_row(state: &State, ahead: &[Ahead], at: usize, deep: bool) {
+    if let Some(&Ahead {
+        customer: c,
+        kind: Some(kind),
+        ..
+    }) = ahead.get(at)
+    {
+        if c != UNKNOWN && !matches!(kind, EventKind::Signal(None)) {
             state.keyed.prefetch(c as usize, kind, deep);
             if !deep && !matches!(kind, EventKind::Signal(_)) {
                 state.agg.prefetch(c as usize);

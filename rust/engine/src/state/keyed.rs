@@ -318,8 +318,10 @@ impl Keyed {
             };
             if deep {
                 if let Some(last) = entries.last() {
-                    // The newest entries: where pruning starts and inserts land.
+                    // Where pruning's binary search starts, where it ends, and
+                    // where inserts land.
                     prefetch_read(entries.as_ptr());
+                    prefetch_read(&entries[entries.len() / 2]);
                     prefetch_read(last);
                 }
             } else {
