@@ -318,10 +318,9 @@ impl Keyed {
             };
             if deep {
                 if let Some(last) = entries.last() {
-                    // Where pruning's binary search starts, where it ends, and
-                    // where inserts land.
+                    // The oldest (is anything expiring?) and the newest (new
+                    // events land after it).
                     prefetch_read(entries.as_ptr());
-                    prefetch_read(&entries[entries.len() / 2]);
                     prefetch_read(last);
                 }
             } else {
@@ -377,7 +376,14 @@ impl Keyed {
                 if ev.ts < now.saturating_sub(lookback) {
                     continue; // already outside every window a rule can ask for
                 }
-                let cut = entries.partition_point(|e| e.ts < now.saturating_sub(lookback));
+                let horizon = now.saturating_sub(lookback);
+                // Most of the time nothing has expired: one look at the oldest.
+                let cut = match entries.first() {
+                    Some(oldest) if oldest.ts < horizon => {
+                        entries.partition_point(|e| e.ts < horizon)
+                    }
+                    _ => 0,
+                };
                 if cut > 0 {
                     entries.drain(..cut);
                     // A burst (a sale, a crawler) must not pin its memory for good.
@@ -387,8 +393,13 @@ impl Keyed {
                 }
             }
             let entry = Entry::new(ev.ts, ev.amount, counts);
-            let at = entries.partition_point(|e| *e <= entry);
-            entries.insert(at, entry);
+            // Events mostly come in time order: then the new one goes last.
+            if entries.last().is_none_or(|last| *last <= entry) {
+                entries.push(entry);
+            } else {
+                let at = entries.partition_point(|e| *e <= entry);
+                entries.insert(at, entry);
+            }
         }
         if matches!(ev.kind, EventKind::Purchase) {
             if self.needs.category_set {
