@@ -38,9 +38,13 @@ from segstream.line_items import LINES, SOURCE_ROW, LineItemGrouper
 if TYPE_CHECKING:
     from segstream import Engine
 
-#: Rows per batch handed to the engine. Bulk runs defer rule evaluation to the end, so the
-#: size only trades per-call cost against memory (which holds a few batches).
-DEFAULT_BATCH_SIZE = 1 << 18
+#: Rows per batch handed to the engine when evaluation is deferred: what one Parquet row
+#: group or scanner batch holds, so batches pass from the decoder to the engine without
+#: being copied into larger ones.
+DEFAULT_BATCH_SIZE = 1 << 16
+#: Rows per batch when every batch is evaluated (rule sets with a cooldown): a customer
+#: is evaluated once per batch that touches them, so larger batches save work.
+EVALUATED_BATCH_SIZE = 1 << 20
 #: Prepared batches waiting for the engine: with the one being ingested and the one being
 #: read, memory holds about three batches whatever the size of the input. One waiting is
 #: enough to keep the engine busy: reading a batch takes a fraction of ingesting it.
@@ -194,7 +198,6 @@ def resegment(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     cutoff = to_utc(as_of)
     files = resolve(paths, input_format)
-    batch_size = batch_size or auto_batch_size(files)
     engine = rules if isinstance(rules, Engine) else Engine(rules)
     if cutoff is not None and engine.clock is not None and engine.clock > cutoff:
         # The clock never goes back, so the memberships could not hold as of the cutoff.
@@ -206,6 +209,7 @@ def resegment(
     # at the end rather than once per batch; cooldowns depend on every exit along the way,
     # so rule sets with one are evaluated batch by batch.
     evaluate = any(s.get("cooldown") for s in engine.rules.to_dict().get("segments", []))
+    batch_size = batch_size or auto_batch_size(files, evaluate)
     # Decode only what changes the result: tag columns no rule reads are skipped, as is
     # event_id unless deduplicating. order_id is kept for grouping and for rejected.*.
     wanted = {*engine.rule_columns, "order_id", *(["event_id"] if dedupe else [])}
@@ -275,14 +279,15 @@ def resegment(
     )
 
 
-def auto_batch_size(files: Sequence[InputFile]) -> int:
-    """DEFAULT_BATCH_SIZE for large inputs, less for small ones.
-
-    At least about eight batches per run, so that reading the next batch overlaps with
-    ingesting this one; never under 64Ki rows, where the per-call cost starts to show.
+def auto_batch_size(files: Sequence[InputFile], evaluate: bool = False) -> int:
+    """DEFAULT_BATCH_SIZE; with evaluation per batch, EVALUATED_BATCH_SIZE for large
+    inputs, less for small ones (at least about eight batches per run, so that reading
+    the next batch overlaps with ingesting this one), never under 64Ki rows.
     """
+    if not evaluate:
+        return DEFAULT_BATCH_SIZE
     rows = sum(f.rows_hint or f.size // 100 for f in files)
-    return max(1 << 16, min(DEFAULT_BATCH_SIZE, rows // 8))
+    return max(1 << 16, min(EVALUATED_BATCH_SIZE, rows // 8))
 
 
 def _in_rule_order(stats: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
