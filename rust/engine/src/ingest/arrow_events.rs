@@ -203,15 +203,17 @@ pub fn apply_resolved(
             row: i as u32,
             customer: c.unwrap_or(UNKNOWN),
             kind: event_kind(event_type.as_ref(), i, state),
+            ts: ts.get(i).unwrap_or(i64::MAX),
         });
     }
     for p in 0..ahead.len() {
-        prefetch_row(state, &ahead, p + PREFETCH_DISTANCE, false);
-        prefetch_row(state, &ahead, p + PREFETCH_DISTANCE / 2, true);
+        prefetch_row(state, clock, &ahead, p + PREFETCH_DISTANCE, false);
+        prefetch_row(state, clock, &ahead, p + PREFETCH_DISTANCE / 2, true);
         let Ahead {
             row,
             customer: looked_up,
             kind,
+            ..
         } = ahead[p];
         let i = row as usize;
         let cid = match ids {
@@ -351,6 +353,8 @@ struct Ahead {
     customer: u32,
     /// What the event is (`None`: empty event_type, rejected).
     kind: Option<EventKind>,
+    /// Event time (`i64::MAX` if unreadable: rejected later).
+    ts: i64,
 }
 /// Rows between a prefetch and the use of what it fetched: enough to cover a
 /// memory access (~100 ns) at the rate rows are applied.
@@ -375,15 +379,16 @@ fn event_kind(
 }
 
 #[inline]
-fn prefetch_row(state: &State, ahead: &[Ahead], at: usize, deep: bool) {
+fn prefetch_row(state: &State, clock: Option<i64>, ahead: &[Ahead], at: usize, deep: bool) {
     if let Some(&Ahead {
         customer: c,
         kind: Some(kind),
+        ts,
         ..
     }) = ahead.get(at)
     {
         if c != UNKNOWN && !matches!(kind, EventKind::Signal(None)) {
-            state.keyed.prefetch(c as usize, kind, deep);
+            state.keyed.prefetch(c as usize, kind, ts, clock, deep);
             if !deep && !matches!(kind, EventKind::Signal(_)) {
                 state.agg.prefetch(c as usize);
             }

@@ -307,11 +307,17 @@ impl Keyed {
     /// nearly every row misses the cache, and the misses of rows in flight
     /// overlap instead of queueing. `deep` also follows each window's header to
     /// its entries (the header must have been fetched by an earlier call).
+    /// Windows the event is too old for (before `clock` minus the lookback)
+    /// are left alone, as `apply` leaves them.
     #[inline]
-    pub fn prefetch(&self, c: usize, kind: EventKind, deep: bool) {
+    pub fn prefetch(&self, c: usize, kind: EventKind, ts: i64, clock: Option<i64>, deep: bool) {
         for (h, m) in self.hist_match.iter().enumerate() {
             if !Self::may_match(m, kind) {
                 continue;
+            }
+            let lookback = self.needs.histories[h].lookback;
+            if clock.is_some_and(|now| ts < now.saturating_sub(lookback)) {
+                continue; // too old to be stored: `apply` will not look
             }
             let Some(entries) = self.hist[h].get(c) else {
                 continue;
