@@ -214,7 +214,7 @@ def resegment(
     # event_id unless deduplicating. order_id is kept for grouping and for rejected.*.
     wanted = {*engine.rule_columns, "order_id", *(["event_id"] if dedupe else [])}
     if line_items:
-        wanted |= {"order_id", "product_ids", "categories", "flags"}
+        wanted |= {"product_ids", "categories", "flags"}
     # Customers are split by a hash of their id over `threads` engines that ingest every
     # batch side by side (each skips the others' rows, with the GIL released) and merge at
     # the end. Only a fresh run splits: an engine passed in may already hold any customer.

@@ -182,14 +182,20 @@ impl Engine {
         if self.deferred.is_empty() {
             return;
         }
-        let deferred = std::mem::take(&mut self.deferred);
         let Some(now) = self.clock else { return };
+        self.evaluate_deferred(now);
+        self.run_timers(now, &mut Vec::new());
+    }
+
+    /// Evaluates the customers deferred ingests left pending, at `now`,
+    /// dropping their changes.
+    fn evaluate_deferred(&mut self, now: i64) {
+        let deferred = std::mem::take(&mut self.deferred);
         let mut dropped = Vec::new();
         for &c in &deferred.list {
             self.evaluate(c, now, Cause::Event, &mut dropped);
             dropped.clear();
         }
-        self.run_timers(now, &mut dropped);
     }
 
     /// Applies JSON messages (flat events, Segment-spec `track`/`identify`).
@@ -308,12 +314,7 @@ impl Engine {
             return out;
         }
         self.clock = Some(t);
-        let deferred = std::mem::take(&mut self.deferred);
-        let mut dropped = Vec::new();
-        for &c in &deferred.list {
-            self.evaluate(c, t, Cause::Event, &mut dropped);
-            dropped.clear();
-        }
+        self.evaluate_deferred(t);
         // Evaluating at `t` schedules each customer's next timer after `t`, so
         // every customer popped here is popped once.
         while let Some((_, c)) = self.timers.pop_due(t) {

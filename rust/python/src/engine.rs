@@ -29,6 +29,27 @@ fn read_batches(py: Python<'_>, data: AnyRecordBatch) -> PyResult<Vec<RecordBatc
         .map_err(|e| PyTypeError::new_err(format!("could not read the Arrow input: {e}")))
 }
 
+/// Runs `apply` on each batch and adds up the outcomes; rejected rows are
+/// numbered across the batches, as the caller passed them.
+fn over_batches(
+    batches: &[RecordBatch],
+    mut apply: impl FnMut(&RecordBatch) -> Result<IngestOutcome, EngineError>,
+) -> Result<IngestOutcome, EngineError> {
+    let mut total = IngestOutcome::default();
+    let mut offset = 0usize;
+    for b in batches {
+        let out = apply(b)?;
+        total.changes.extend(out.changes);
+        total
+            .rejected
+            .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
+        total.applied += out.applied;
+        total.duplicates += out.duplicates;
+        offset += b.num_rows();
+    }
+    Ok(total)
+}
+
 /// The segmentation engine (low-level handle; use `segstream.Engine`).
 #[pyclass(module = "segstream._segstream", name = "Engine")]
 pub struct PyEngine {
@@ -93,45 +114,31 @@ impl PyEngine {
         evaluate: bool,
         shard: Option<(u32, u32)>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let shard = match shard {
-            None => None,
-            Some((index, count)) if index < count && evaluate => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "shard=({index}, {count}) needs evaluate=False"
-                )))
-            }
-            Some((index, count)) if index < count => Some(Shard { index, count }),
-            Some((index, count)) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "shard=({index}, {count}): the index must be below the count"
-                )))
-            }
-        };
+        let shard = shard
+            .map(|(index, count)| {
+                let refuse = |why: String| Err(pyo3::exceptions::PyValueError::new_err(why));
+                if index >= count {
+                    refuse(format!(
+                        "shard=({index}, {count}): the index must be below the count"
+                    ))
+                } else if evaluate {
+                    refuse(format!("shard=({index}, {count}) needs evaluate=False"))
+                } else {
+                    Ok(Shard { index, count })
+                }
+            })
+            .transpose()?;
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(
-            py,
-            "ingesting events",
-            || -> Result<IngestOutcome, EngineError> {
-                let mut total = IngestOutcome::default();
-                let mut offset = 0usize;
-                for b in &batches {
-                    let out = if evaluate {
-                        engine.ingest(b)?
-                    } else {
-                        engine.ingest_deferred(b, shard)?
-                    };
-                    total.changes.extend(out.changes);
-                    total
-                        .rejected
-                        .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
-                    total.applied += out.applied;
-                    total.duplicates += out.duplicates;
-                    offset += b.num_rows();
+        let result = guarded(py, "ingesting events", || {
+            over_batches(&batches, |b| {
+                if evaluate {
+                    engine.ingest(b)
+                } else {
+                    engine.ingest_deferred(b, shard)
                 }
-                Ok(total)
-            },
-        )?;
+            })
+        })?;
         let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }
@@ -170,24 +177,9 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(
-            py,
-            "updating traits",
-            || -> Result<IngestOutcome, EngineError> {
-                let mut total = IngestOutcome::default();
-                let mut offset = 0usize;
-                for b in &batches {
-                    let out = engine.update_traits(b)?;
-                    total.changes.extend(out.changes);
-                    total
-                        .rejected
-                        .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
-                    total.applied += out.applied;
-                    offset += b.num_rows();
-                }
-                Ok(total)
-            },
-        )?;
+        let result = guarded(py, "updating traits", || {
+            over_batches(&batches, |b| engine.update_traits(b))
+        })?;
         let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }

@@ -274,21 +274,20 @@ impl Keyed {
 
     #[inline]
     fn matches(m: &Matcher, ev: &EventRow<'_>) -> bool {
-        match (*m, ev.kind) {
-            (Matcher::Signal(s), EventKind::Signal(Some(e))) => s == e,
-            (
-                Matcher::Purchase {
-                    product,
-                    category,
-                    flag,
-                },
-                EventKind::Purchase | EventKind::Refund,
-            ) => {
+        if !Self::may_match(m, ev.kind) {
+            return false;
+        }
+        match *m {
+            Matcher::Signal(_) => true,
+            Matcher::Purchase {
+                product,
+                category,
+                flag,
+            } => {
                 product.is_none_or(|p| ev.tags.products.contains(&p))
                     && category.is_none_or(|c| ev.tags.categories.contains(&c))
                     && flag.is_none_or(|f| ev.tags.flags.contains(&f))
             }
-            _ => false,
         }
     }
 
