@@ -6,16 +6,15 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 
 use crate::error::{EngineError, Result};
+use crate::eval::Evaluator;
 use crate::ingest::{
     apply_json_messages, apply_resolved, apply_trait_batch, resolve, Shard, Touched,
 };
-use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
+use crate::membership::{Cause, Change, Memberships, NO_STAGE};
 use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
-use crate::rules::eval::EvalCtx;
 use crate::rules::ruleset::RuleSetSpec;
-use crate::state::aggregates::NO_LAST;
 use crate::state::State;
-use crate::time::timers::{TimerIndex, NEVER};
+use crate::time::timers::TimerIndex;
 
 /// Rows that were not applied, with the reason.
 pub type Rejected = Vec<(usize, String)>;
@@ -52,6 +51,12 @@ pub struct Engine {
     pub column_map: BTreeMap<String, String>,
     /// Customers whose evaluation a deferred ingest put off (see `ingest_deferred`).
     pub deferred: Touched,
+    /// The rules lowered for columnar evaluation, with their scratch space.
+    evaluator: Evaluator,
+    /// Scratch: the evaluation instant of each customer being evaluated.
+    instants: Vec<i64>,
+    /// Scratch: timers popped in one round.
+    due: Vec<(i64, u32)>,
 }
 
 impl Engine {
@@ -65,6 +70,9 @@ impl Engine {
         let state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
         let members = Memberships::new(&rules);
         Engine {
+            evaluator: Evaluator::new(&rules),
+            instants: Vec::new(),
+            due: Vec::new(),
             rules,
             state,
             members,
@@ -192,8 +200,8 @@ impl Engine {
     fn evaluate_deferred(&mut self, now: i64) {
         let deferred = std::mem::take(&mut self.deferred);
         let mut dropped = Vec::new();
-        for &c in &deferred.list {
-            self.evaluate(c, now, Cause::Event, &mut dropped);
+        for chunk in deferred.list.chunks(1 << 16) {
+            self.evaluate_at(chunk, now, Cause::Event, &mut dropped);
             dropped.clear();
         }
     }
@@ -219,11 +227,13 @@ impl Engine {
         };
         self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
         let now = self.clock.unwrap_or(0);
-        for &c in &traits_touched.list {
-            if !touched.contains(c) {
-                self.evaluate(c, now, Cause::Traits, &mut out.changes);
-            }
-        }
+        let only_traits: Vec<u32> = traits_touched
+            .list
+            .iter()
+            .copied()
+            .filter(|&c| !touched.contains(c))
+            .collect();
+        self.evaluate_at(&only_traits, now, Cause::Traits, &mut out.changes);
         out
     }
 
@@ -239,9 +249,7 @@ impl Engine {
             ..Default::default()
         };
         let now = self.clock.unwrap_or(0);
-        for &c in &touched.list {
-            self.evaluate(c, now, Cause::Traits, &mut out.changes);
-        }
+        self.evaluate_at(&touched.list, now, Cause::Traits, &mut out.changes);
         Ok(out)
     }
 
@@ -271,9 +279,7 @@ impl Engine {
         let Some(now) = self.move_clock(max_ts) else {
             return;
         };
-        for &c in &touched.list {
-            self.evaluate(c, now, cause, out);
-        }
+        self.evaluate_at(&touched.list, now, cause, out);
         self.run_timers(now, out);
     }
 
@@ -317,119 +323,72 @@ impl Engine {
         self.evaluate_deferred(t);
         // Evaluating at `t` schedules each customer's next timer after `t`, so
         // every customer popped here is popped once.
-        while let Some((_, c)) = self.timers.pop_due(t) {
-            self.evaluate(c, t, Cause::Time, &mut out);
-        }
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        self.timers.pop_all_due(t, &mut due);
+        let customers: Vec<u32> = due.iter().map(|&(_, c)| c).collect();
+        self.due = due;
+        self.evaluate_at(&customers, t, Cause::Time, &mut out);
         out
     }
 
+    /// Fires every timer due by `until`, each customer at its own due
+    /// instant, in rounds: a customer whose next breakpoint also falls by
+    /// `until` is due again in a later round. The changes come out in the
+    /// order of their instants, then customers, as one timer at a time would
+    /// give them.
     fn run_timers(&mut self, until: i64, out: &mut Vec<Change>) {
-        while let Some((at, c)) = self.timers.pop_due(until) {
-            self.evaluate(c, at, Cause::Time, out);
+        let start = out.len();
+        let mut due = std::mem::take(&mut self.due);
+        let mut rounds = 0;
+        loop {
+            due.clear();
+            self.timers.pop_all_due(until, &mut due);
+            if due.is_empty() {
+                break;
+            }
+            rounds += 1;
+            let customers: Vec<u32> = due.iter().map(|&(_, c)| c).collect();
+            self.instants.clear();
+            self.instants.extend(due.iter().map(|&(at, _)| at));
+            let instants = std::mem::take(&mut self.instants);
+            self.evaluator.evaluate(
+                &self.rules,
+                &self.state,
+                &mut self.members,
+                &mut self.timers,
+                &customers,
+                &instants,
+                Cause::Time,
+                out,
+            );
+            self.instants = instants;
+        }
+        self.due = due;
+        if rounds > 1 {
+            out[start..].sort_by_key(|c| (c.at, c.customer));
         }
     }
 
-    /// Re-evaluates every node for customer `c` at `now`, records changes and
-    /// reschedules its timer.
-    pub(crate) fn evaluate(&mut self, c: u32, now: i64, cause: Cause, out: &mut Vec<Change>) {
-        let ci = c as usize;
-        let mut next = NEVER;
-        for oi in 0..self.rules.order.len() {
-            let n = self.rules.order[oi];
-            let node = &self.rules.nodes[n];
-            let mut ctx = EvalCtx {
-                rules: &self.rules,
-                state: &self.state,
-                members: &self.members,
-                c: ci,
-                now,
-                next,
-            };
-            match &node.kind {
-                NodeKind::Segment { rule, cooldown, .. } => {
-                    let holds = ctx.truth(rule);
-                    let was = self.members.seg[n][ci];
-                    let mut is = holds;
-                    if holds && !was {
-                        if let Some(cd) = cooldown {
-                            let last = self.members.last_exit[n][ci];
-                            if last != NO_LAST && now < last.saturating_add(*cd) {
-                                is = false;
-                                ctx.candidate(last.saturating_add(*cd));
-                            }
-                        }
-                    }
-                    next = ctx.next;
-                    if is != was {
-                        self.members.seg[n][ci] = is;
-                        if is {
-                            self.members.seg_count[n] += 1;
-                        } else {
-                            self.members.seg_count[n] -= 1;
-                            if cooldown.is_some() {
-                                self.members.last_exit[n][ci] = now;
-                            }
-                        }
-                        out.push(Change {
-                            customer: c,
-                            node: n as u32,
-                            kind: if is {
-                                ChangeKind::Enter
-                            } else {
-                                ChangeKind::Exit
-                            },
-                            from: NO_STAGE,
-                            to: NO_STAGE,
-                            at: now,
-                            cause,
-                        });
-                    }
-                }
-                NodeKind::Lifecycle { stages } => {
-                    let mut to = NO_STAGE;
-                    for (s, (_, rule)) in stages.iter().enumerate() {
-                        if ctx.truth(rule) {
-                            to = s as u8;
-                            break;
-                        }
-                    }
-                    next = ctx.next;
-                    let from = self.members.stage[n][ci];
-                    if from != to {
-                        self.members.stage[n][ci] = to;
-                        if from != NO_STAGE {
-                            self.members.stage_count[n][from as usize] -= 1;
-                        }
-                        if to != NO_STAGE {
-                            self.members.stage_count[n][to as usize] += 1;
-                        }
-                        let kind = match (from, to) {
-                            (NO_STAGE, _) => ChangeKind::Enter,
-                            (_, NO_STAGE) => ChangeKind::Exit,
-                            (f, t) if t < f => ChangeKind::Progress,
-                            _ => ChangeKind::Regress,
-                        };
-                        out.push(Change {
-                            customer: c,
-                            node: n as u32,
-                            kind,
-                            from,
-                            to,
-                            at: now,
-                            cause,
-                        });
-                    }
-                }
-            }
+    /// Evaluates customers at one instant (see `Evaluator::evaluate`).
+    fn evaluate_at(&mut self, customers: &[u32], now: i64, cause: Cause, out: &mut Vec<Change>) {
+        if customers.is_empty() {
+            return;
         }
-        self.timers.set(
-            c,
-            if self.rules.any_time_dependent() {
-                next
-            } else {
-                NEVER
-            },
+        let mut instants = std::mem::take(&mut self.instants);
+        instants.clear();
+        instants.resize(customers.len(), now);
+        self.evaluator.evaluate(
+            &self.rules,
+            &self.state,
+            &mut self.members,
+            &mut self.timers,
+            customers,
+            &instants,
+            cause,
+            out,
         );
+        self.instants = instants;
     }
 
     /// Customer indexes in a segment, or in any stage of a lifecycle
@@ -570,14 +529,16 @@ impl Engine {
                 }
             }
         }
+        self.evaluator = Evaluator::new(&new_rules);
         self.rules = new_rules;
         self.state = state;
         self.members = members;
         self.timers = TimerIndex::default();
         self.timers.grow(n);
         let mut out = Vec::new();
-        for c in 0..n as u32 {
-            self.evaluate(c, now, Cause::Rules, &mut out);
+        let everyone: Vec<u32> = (0..n as u32).collect();
+        for chunk in everyone.chunks(1 << 16) {
+            self.evaluate_at(chunk, now, Cause::Rules, &mut out);
         }
         Ok((out, removed))
     }

@@ -110,7 +110,6 @@ impl Memberships {
         m
     }
 
-    /// Grows to `len` customers.
     /// Appends another engine's customers (same rules, both grown to their
     /// customer counts) after these (see `Engine::merge`).
     pub fn append(&mut self, other: Memberships) {
@@ -133,6 +132,38 @@ impl Memberships {
         }
     }
 
+    /// Moves customer `c` in or out of segment `n` at `now`, keeping the
+    /// count and, for a segment with a cooldown, the time of the last exit.
+    #[inline]
+    pub fn set_segment(&mut self, n: usize, c: usize, is: bool, now: i64) {
+        if self.seg[n][c] == is {
+            return;
+        }
+        self.seg[n][c] = is;
+        if is {
+            self.seg_count[n] += 1;
+        } else {
+            self.seg_count[n] -= 1;
+            if let Some(slot) = self.last_exit[n].get_mut(c) {
+                *slot = now;
+            }
+        }
+    }
+
+    /// Moves customer `c` to stage `to` (or `NO_STAGE`) of lifecycle `n`,
+    /// keeping the per-stage counts.
+    #[inline]
+    pub fn set_stage(&mut self, n: usize, c: usize, to: u8) {
+        let from = std::mem::replace(&mut self.stage[n][c], to);
+        if from != NO_STAGE {
+            self.stage_count[n][from as usize] -= 1;
+        }
+        if to != NO_STAGE {
+            self.stage_count[n][to as usize] += 1;
+        }
+    }
+
+    /// Grows to `len` customers.
     pub fn grow(&mut self, rules: &CompiledRules, len: usize) {
         for (i, node) in rules.nodes.iter().enumerate() {
             match &node.kind {

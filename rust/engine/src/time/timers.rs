@@ -63,6 +63,14 @@ impl TimerIndex {
         None
     }
 
+    /// Removes every customer due at or before `until` and appends them to
+    /// `out` in `(due, customer)` order.
+    pub fn pop_all_due(&mut self, until: i64, out: &mut Vec<(i64, u32)>) {
+        while let Some(d) = self.pop_due(until) {
+            out.push(d);
+        }
+    }
+
     /// Number of customers with a timer set.
     pub fn pending(&self) -> usize {
         self.due.iter().filter(|&&d| d != NEVER).count()
