@@ -200,7 +200,7 @@ impl Engine {
     fn evaluate_deferred(&mut self, now: i64) {
         let deferred = std::mem::take(&mut self.deferred);
         let mut dropped = Vec::new();
-        for chunk in deferred.list.chunks(1 << 16) {
+        for chunk in deferred.ascending().chunks(1 << 16) {
             self.evaluate_at(chunk, now, Cause::Event, &mut dropped);
             dropped.clear();
         }
@@ -249,7 +249,7 @@ impl Engine {
             ..Default::default()
         };
         let now = self.clock.unwrap_or(0);
-        self.evaluate_at(&touched.list, now, Cause::Traits, &mut out.changes);
+        self.evaluate_at(&touched.ascending(), now, Cause::Traits, &mut out.changes);
         Ok(out)
     }
 
@@ -279,7 +279,7 @@ impl Engine {
         let Some(now) = self.move_clock(max_ts) else {
             return;
         };
-        self.evaluate_at(&touched.list, now, cause, out);
+        self.evaluate_at(&touched.ascending(), now, cause, out);
         self.run_timers(now, out);
     }
 
@@ -348,6 +348,8 @@ impl Engine {
                 break;
             }
             rounds += 1;
+            // In index order, as for events; the changes are put back in time order below.
+            due.sort_unstable_by_key(|&(_, c)| c);
             let customers: Vec<u32> = due.iter().map(|&(_, c)| c).collect();
             self.instants.clear();
             self.instants.extend(due.iter().map(|&(at, _)| at));
@@ -365,7 +367,7 @@ impl Engine {
             self.instants = instants;
         }
         self.due = due;
-        if rounds > 1 {
+        if rounds > 0 {
             out[start..].sort_by_key(|c| (c.at, c.customer));
         }
     }
@@ -389,6 +391,19 @@ impl Engine {
             out,
         );
         self.instants = instants;
+    }
+
+    /// Re-evaluates every customer on every node at the current clock and
+    /// returns the changes (cause `rules`): what a forced recalculation does.
+    pub fn recompute(&mut self) -> Vec<Change> {
+        self.settle_deferred();
+        let now = self.clock.unwrap_or(0);
+        let mut out = Vec::new();
+        let everyone: Vec<u32> = (0..self.num_customers() as u32).collect();
+        for chunk in everyone.chunks(1 << 16) {
+            self.evaluate_at(chunk, now, Cause::Rules, &mut out);
+        }
+        out
     }
 
     /// Customer indexes in a segment, or in any stage of a lifecycle

@@ -10,6 +10,7 @@ use crate::rules::eval::EvalCtx;
 use crate::rules::expr::{ArithOp, CmpOp, Field, Value};
 use crate::rules::needs::Measure;
 use crate::state::aggregates::{NO_FIRST, NO_LAST};
+use crate::state::keyed::{prefetch_read, Entry};
 use crate::state::State;
 
 /// Customers evaluated together: registers of this many rows stay in cache.
@@ -43,6 +44,29 @@ pub struct Inputs<'a> {
 pub struct Kernel {
     regs: Vec<RegData>,
     sels: Vec<Vec<u16>>,
+}
+
+/// Positions between a prefetch of a window's header and its use; the
+/// entries are prefetched half-way, once the header has arrived.
+const AHEAD: usize = 16;
+
+/// Starts loading the window state of the positions ahead of `j`: windows
+/// live behind a pointer per customer, two dependent cache misses each.
+#[inline(always)]
+fn prefetch_window(col: &[Vec<Entry>], cs: &[u32], sel: &[u16], j: usize) {
+    if let Some(&k) = sel.get(j + AHEAD) {
+        if let Some(v) = col.get(cs[k as usize] as usize) {
+            prefetch_read(v);
+        }
+    }
+    if let Some(&k) = sel.get(j + AHEAD / 2) {
+        if let Some(v) = col.get(cs[k as usize] as usize) {
+            if let Some(last) = v.last() {
+                prefetch_read(v.as_ptr());
+                prefetch_read(last);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -268,7 +292,8 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
         } => {
             let (_, d) = split(regs, *dst);
             let col = &st.keyed.hist[*h];
-            for &i in sel {
+            for (j, &i) in sel.iter().enumerate() {
+                prefetch_window(col, cs, sel, j);
                 let i = i as usize;
                 let entries = col.get(cs[i] as usize).map(|v| v.as_slice()).unwrap_or(&[]);
                 let from = now[i].saturating_sub(*lookback);
@@ -299,12 +324,13 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
         } => {
             let (_, d) = split(regs, *dst);
             let col = &st.keyed.hist[*h];
-            for &i in sel {
+            for (j, &i) in sel.iter().enumerate() {
+                prefetch_window(col, cs, sel, j);
                 let i = i as usize;
                 let entries = col.get(cs[i] as usize).map(|v| v.as_slice()).unwrap_or(&[]);
                 let from = now[i].saturating_sub(*lookback);
                 let live = &entries[entries.partition_point(|x| x.ts < from)..];
-                let leaves = |e: &crate::state::keyed::Entry| {
+                let leaves = |e: &Entry| {
                     e.ts.saturating_add(*lookback).saturating_add(1)
                 };
                 let value = if *count {

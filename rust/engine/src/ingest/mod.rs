@@ -42,6 +42,20 @@ impl Touched {
             .is_some_and(|w| w & (1u64 << (c & 63)) != 0)
     }
 
+    /// The customers recorded, in ascending index order: evaluating them in
+    /// this order walks the state columns front to back instead of jumping.
+    pub fn ascending(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.list.len());
+        for (w, &bits) in self.seen.iter().enumerate() {
+            let mut b = bits;
+            while b != 0 {
+                out.push((w as u32) << 6 | b.trailing_zeros());
+                b &= b - 1;
+            }
+        }
+        out
+    }
+
     /// True when no customer is recorded.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
