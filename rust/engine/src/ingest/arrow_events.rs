@@ -153,7 +153,13 @@ pub fn resolve(
     })
 }
 
-/// Applies each valid row of a resolved batch; invalid rows are returned with their reason.
+/// Applies the rows of a resolved batch in two passes. The first walks the
+/// rows in arrival order: it validates each (rejecting it with a reason),
+/// interns new customers (so indexes follow first appearance), drops
+/// duplicate `event_id`s and translates tags. The second applies the valid
+/// rows grouped by customer index (a radix sort, stable, so one customer's
+/// rows keep their order): the state columns are walked front to back, and a
+/// customer with several rows in the batch is loaded once.
 pub fn apply_resolved(
     state: &mut State,
     clock: Option<i64>,
@@ -183,59 +189,40 @@ pub fn apply_resolved(
     let mut rejected = Vec::new();
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
-    // First pass: the rows to apply (this shard's), with who (for customers
-    // already known) and what. The second pass walks them knowing the rows
-    // ahead, and prefetches their state.
-    let mut ahead: Vec<Ahead> = Vec::with_capacity(*rows);
+    let mut arena = TagArena::default();
+    let mut pending: Vec<Pending> = Vec::with_capacity(*rows);
+    let kinds = EventKinds::new(event_type.as_ref(), state);
     for i in 0..*rows {
-        let id = match ids {
-            IdColumn::Str(a) if !a.is_null(i) => Some(CustomerId::Str(a.value(i))),
-            IdColumn::Int(a, _) if !a.is_null(i) => Some(CustomerId::Int(a.value(i))),
-            _ => None,
-        };
-        if let Some(sh) = shard {
-            if id.map_or(0, |id| Shard::of(id, sh.count)) != sh.index {
-                continue;
-            }
-        }
-        let c = id.and_then(|id| state.ids.lookup(id));
-        ahead.push(Ahead {
-            row: i as u32,
-            customer: c.unwrap_or(UNKNOWN),
-            kind: event_kind(event_type.as_ref(), i, state),
-            ts: ts.get(i).unwrap_or(i64::MAX),
-        });
-    }
-    for p in 0..ahead.len() {
-        prefetch_row(state, clock, &ahead, p + PREFETCH_DISTANCE, false);
-        prefetch_row(state, clock, &ahead, p + PREFETCH_DISTANCE / 2, true);
-        let Ahead {
-            row,
-            customer: looked_up,
-            kind,
-            ..
-        } = ahead[p];
-        let i = row as usize;
         let cid = match ids {
             IdColumn::Str(a) => {
                 if a.is_null(i) {
-                    rejected.push((i, "customer_id is null".into()));
+                    if shard.is_none_or(|sh| sh.index == 0) {
+                        rejected.push((i, "customer_id is null".into()));
+                    }
                     continue;
                 }
                 CustomerId::Str(a.value(i))
             }
             IdColumn::Int(a, orig) => {
-                if orig.is_null(i) {
-                    rejected.push((i, "customer_id is null".into()));
-                    continue;
-                }
-                if a.is_null(i) {
-                    rejected.push((i, "customer_id does not fit in int64".into()));
+                if orig.is_null(i) || a.is_null(i) {
+                    if shard.is_none_or(|sh| sh.index == 0) {
+                        let why = if orig.is_null(i) {
+                            "customer_id is null"
+                        } else {
+                            "customer_id does not fit in int64"
+                        };
+                        rejected.push((i, why.into()));
+                    }
                     continue;
                 }
                 CustomerId::Int(a.value(i))
             }
         };
+        if let Some(sh) = shard {
+            if Shard::of(cid, sh.count) != sh.index {
+                continue;
+            }
+        }
         let t = match ts.get(i) {
             Ok(t) => t,
             Err(reason) => {
@@ -243,7 +230,7 @@ pub fn apply_resolved(
                 continue;
             }
         };
-        let Some(ev_kind) = kind else {
+        let Some(ev_kind) = kinds.get(i) else {
             rejected.push((i, "event_type is empty".into()));
             continue;
         };
@@ -292,17 +279,15 @@ pub fn apply_resolved(
         if matches!(ev_kind, EventKind::Signal(None)) {
             // No rule reads this signal, but the customer exists from now on
             // (a rule such as `orders = 0` may hold for them).
-            let (c, new) = intern(state, looked_up, cid);
-            if new {
-                state.ensure(c as usize + 1);
-                touched.add(c);
-            }
+            let (c, _) = intern(state, cid);
+            touched.add(c);
             stats.applied += 1;
             stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
             continue;
         }
-        tags.clear();
+        let mut tag = NO_TAGS;
         if money {
+            tags.clear();
             if let Some(col) = products {
                 col.for_each(i, |p| state.keyed.tag_product(&mut tags, p));
             }
@@ -312,11 +297,9 @@ pub fn apply_resolved(
             if let Some(col) = flags {
                 col.for_each(i, |f| state.keyed.tag_flag(&mut tags, f));
             }
+            tag = arena.push(&tags);
         }
-        let (c, new) = intern(state, looked_up, cid);
-        if new {
-            state.ensure(c as usize + 1);
-        }
+        let (c, _) = intern(state, cid);
         if let Some(ids) = event_id {
             if !ids.is_null(i)
                 && !state
@@ -327,81 +310,225 @@ pub fn apply_resolved(
                 continue;
             }
         }
-        let row = EventRow {
+        pending.push(Pending {
+            customer: c,
+            tag,
             ts: t,
-            kind: ev_kind,
             amount: amt,
-            quantity: qty,
-            tags: &tags,
-        };
-        state.apply(c, &row, clock);
+            quantity: qty.unwrap_or(-1),
+            kind: ev_kind,
+        });
         touched.add(c);
         stats.applied += 1;
         stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
     }
+    let n = state.len();
+    state.ensure(n);
+    // The rows themselves in customer order (independent loads that overlap),
+    // so the apply loop below reads them front to back.
+    let sorted: Vec<Pending> = by_customer(&pending, n)
+        .into_iter()
+        .map(|p| pending[p as usize])
+        .collect();
+    drop(pending);
+    for p in 0..sorted.len() {
+        prefetch_row(state, clock, &sorted, p + PREFETCH_DISTANCE, false);
+        prefetch_row(state, clock, &sorted, p + PREFETCH_DISTANCE / 2, true);
+        let ev = &sorted[p];
+        arena.fill(ev.tag, &mut tags);
+        let row = EventRow {
+            ts: ev.ts,
+            kind: ev.kind,
+            amount: ev.amount,
+            quantity: (ev.quantity >= 0).then_some(ev.quantity),
+            tags: &tags,
+        };
+        state.apply(ev.customer, &row, clock);
+    }
     (rejected, stats)
 }
 
-/// No index yet: a customer new in this batch, or a row to be rejected.
-const UNKNOWN: u32 = u32::MAX;
-/// A row to apply, as the first pass saw it.
+/// A validated row waiting to be applied.
 #[derive(Clone, Copy)]
-struct Ahead {
-    /// Row in the batch.
-    row: u32,
-    /// The customer's index, or `UNKNOWN`.
+struct Pending {
     customer: u32,
-    /// What the event is (`None`: empty event_type, rejected).
-    kind: Option<EventKind>,
-    /// Event time (`i64::MAX` if unreadable: rejected later).
+    /// Index into the tag arena, or `NO_TAGS`.
+    tag: u32,
     ts: i64,
+    amount: i64,
+    /// Items, or -1 when not given.
+    quantity: i64,
+    kind: EventKind,
 }
-/// Rows between a prefetch and the use of what it fetched: enough to cover a
-/// memory access (~100 ns) at the rate rows are applied.
-const PREFETCH_DISTANCE: usize = 32;
 
-/// What an event is, from its `event_type` (`None`: empty, which is rejected).
-#[inline]
-fn event_kind(
-    event_type: Option<&arrow_array::StringArray>,
-    i: usize,
-    state: &State,
-) -> Option<EventKind> {
-    match event_type {
-        Some(a) if !a.is_null(i) => match a.value(i) {
-            "purchase" => Some(EventKind::Purchase),
-            "refund" => Some(EventKind::Refund),
-            "" => None,
-            other => Some(EventKind::Signal(state.keyed.signal_index(other))),
-        },
-        _ => Some(EventKind::Purchase),
+const NO_TAGS: u32 = u32::MAX;
+
+/// The translated tags of a batch's rows, in one buffer.
+#[derive(Default)]
+struct TagArena {
+    ids: Vec<u32>,
+    /// Per tagged row: where its products, categories, flags, all
+    /// categories and all products end in `ids` (each list starts where the
+    /// previous one ends; the first starts at the previous row's end).
+    ends: Vec<[u32; 5]>,
+}
+
+impl TagArena {
+    fn push(&mut self, t: &EventTags) -> u32 {
+        if t.products.is_empty()
+            && t.categories.is_empty()
+            && t.flags.is_empty()
+            && t.all_categories.is_empty()
+            && t.all_products.is_empty()
+        {
+            return NO_TAGS;
+        }
+        let mut ends = [0u32; 5];
+        for (k, list) in [
+            &t.products,
+            &t.categories,
+            &t.flags,
+            &t.all_categories,
+            &t.all_products,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            self.ids.extend_from_slice(list);
+            ends[k] = self.ids.len() as u32;
+        }
+        self.ends.push(ends);
+        (self.ends.len() - 1) as u32
     }
-}
 
-#[inline]
-fn prefetch_row(state: &State, clock: Option<i64>, ahead: &[Ahead], at: usize, deep: bool) {
-    if let Some(&Ahead {
-        customer: c,
-        kind: Some(kind),
-        ts,
-        ..
-    }) = ahead.get(at)
-    {
-        if c != UNKNOWN && !matches!(kind, EventKind::Signal(None)) {
-            state.keyed.prefetch(c as usize, kind, ts, clock, deep);
-            if !deep && !matches!(kind, EventKind::Signal(_)) {
-                state.agg.prefetch(c as usize);
-            }
+    fn fill(&self, tag: u32, t: &mut EventTags) {
+        t.clear();
+        if tag == NO_TAGS {
+            return;
+        }
+        let ends = self.ends[tag as usize];
+        let mut lo = if tag == 0 {
+            0
+        } else {
+            self.ends[tag as usize - 1][4]
+        } as usize;
+        for (k, list) in [
+            &mut t.products,
+            &mut t.categories,
+            &mut t.flags,
+            &mut t.all_categories,
+            &mut t.all_products,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let hi = ends[k] as usize;
+            list.extend_from_slice(&self.ids[lo..hi]);
+            lo = hi;
         }
     }
 }
 
-/// The customer's index: the first pass's lookup, or interned now (new customer).
-#[inline]
-fn intern(state: &mut State, looked_up: u32, id: CustomerId<'_>) -> (u32, bool) {
-    if looked_up != UNKNOWN {
-        return (looked_up, false);
+/// Positions of `pending` ordered by customer index, arrival order kept
+/// within a customer: a least-significant-digit radix sort over the bits
+/// that indexes below `customers` use.
+fn by_customer(pending: &[Pending], customers: usize) -> Vec<u32> {
+    const DIGIT: u32 = 11;
+    let bits = usize::BITS - customers.max(1).leading_zeros();
+    let mut keys: Vec<u64> = pending
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (e.customer as u64) << 32 | p as u64)
+        .collect();
+    if keys.len() > 1 && bits > 0 {
+        let mut buf = vec![0u64; keys.len()];
+        let mut shift = 32;
+        while shift < 32 + bits {
+            let mut count = [0usize; 1 << DIGIT];
+            for &k in &keys {
+                count[((k >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
+            }
+            let mut sum = 0;
+            for c in count.iter_mut() {
+                let here = *c;
+                *c = sum;
+                sum += here;
+            }
+            for &k in &keys {
+                let d = ((k >> shift) & ((1 << DIGIT) - 1)) as usize;
+                buf[count[d]] = k;
+                count[d] += 1;
+            }
+            std::mem::swap(&mut keys, &mut buf);
+            shift += DIGIT;
+        }
     }
+    keys.into_iter().map(|k| k as u32).collect()
+}
+
+/// Rows between a prefetch and the use of what it fetched: enough to cover a
+/// memory access (~100 ns) at the rate rows are applied.
+const PREFETCH_DISTANCE: usize = 32;
+
+/// What each row's `event_type` means.
+struct EventKinds<'a> {
+    column: Option<&'a arrow_array::StringArray>,
+    /// The signals the rules reference (a handful: a scan beats a hash).
+    signals: Vec<(Box<str>, Option<u32>)>,
+}
+
+impl<'a> EventKinds<'a> {
+    fn new(column: Option<&'a arrow_array::StringArray>, state: &State) -> Self {
+        // Every signal a rule references, looked up once by text.
+        let signals = state
+            .keyed
+            .signal_names()
+            .map(|(name, i)| (Box::<str>::from(name), Some(i)))
+            .collect();
+        EventKinds { column, signals }
+    }
+
+    /// What row `i` is (`None`: empty, which is rejected).
+    #[inline]
+    fn get(&self, i: usize) -> Option<EventKind> {
+        match self.column {
+            Some(a) if !a.is_null(i) => match a.value(i) {
+                "purchase" => Some(EventKind::Purchase),
+                "refund" => Some(EventKind::Refund),
+                "" => None,
+                other => Some(EventKind::Signal(
+                    self.signals
+                        .iter()
+                        .find(|(n, _)| &**n == other)
+                        .and_then(|&(_, s)| s),
+                )),
+            },
+            _ => Some(EventKind::Purchase),
+        }
+    }
+}
+
+#[inline]
+fn prefetch_row(
+    state: &State,
+    clock: Option<i64>,
+    sorted: &[Pending],
+    at: usize,
+    deep: bool,
+) {
+    if let Some(ev) = sorted.get(at) {
+        state
+            .keyed
+            .prefetch(ev.customer as usize, ev.kind, ev.ts, clock, deep);
+        if !deep && !matches!(ev.kind, EventKind::Signal(_)) {
+            state.agg.prefetch(ev.customer as usize);
+        }
+    }
+}
+
+/// The customer's index, interned if new.
+#[inline]
+fn intern(state: &mut State, id: CustomerId<'_>) -> (u32, bool) {
     match id {
         CustomerId::Str(s) => state.ids.intern_str(s),
         CustomerId::Int(v) => state.ids.intern_int(v),

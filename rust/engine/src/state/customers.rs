@@ -48,8 +48,82 @@ pub struct CustomerIds {
     /// touches one cache line instead of following a pointer to the text.
     str_index: FxHashMap<CompactString, u32>,
     str_ids: Vec<Box<str>>,
-    int_index: FxHashMap<i64, u32>,
+    int_index: IntIndex,
     int_ids: Vec<i64>,
+}
+
+/// Integer ids to indexes. Small non-negative ids (the usual case: a
+/// database key) are looked up directly in a table indexed by the id, one
+/// memory access and no hashing; the others go to a hash map. The table
+/// grows only while it stays within a few slots per customer, so sparse ids
+/// cannot make it large.
+#[derive(Debug, Clone, Default)]
+struct IntIndex {
+    /// `direct[id]` is the index of `id`, or `ABSENT`.
+    direct: Vec<u32>,
+    other: FxHashMap<i64, u32>,
+    len: usize,
+}
+
+const ABSENT: u32 = u32::MAX;
+/// Table slots allowed per known customer (plus a floor for small engines).
+const SLOTS_PER_CUSTOMER: usize = 8;
+const MIN_TABLE: usize = 1 << 16;
+
+impl IntIndex {
+    #[inline]
+    fn get(&self, id: i64) -> Option<u32> {
+        if let Some(&c) = usize::try_from(id).ok().and_then(|i| self.direct.get(i)) {
+            return (c != ABSENT).then_some(c);
+        }
+        self.other.get(&id).copied()
+    }
+
+    /// The index of `id`, or `next` after recording it.
+    #[inline]
+    fn get_or_insert(&mut self, id: i64, next: u32) -> (u32, bool) {
+        if let Some(c) = self.get(id) {
+            return (c, false);
+        }
+        self.len += 1;
+        match usize::try_from(id) {
+            Ok(i) if i < self.direct.len() => self.direct[i] = next,
+            Ok(i) if self.can_cover(i) => {
+                self.widen(i + 1);
+                self.direct[i] = next;
+            }
+            _ => {
+                self.other.insert(id, next);
+            }
+        }
+        (next, true)
+    }
+
+    fn can_cover(&self, i: usize) -> bool {
+        let want = (i + 1).next_power_of_two();
+        want <= MIN_TABLE.max(SLOTS_PER_CUSTOMER * (self.len + 1))
+    }
+
+    /// Grows the table to cover ids below `n`, moving in the ids of the map it now covers.
+    fn widen(&mut self, n: usize) {
+        let size = n.next_power_of_two().max(1024);
+        self.direct.resize(size, ABSENT);
+        let moved: Vec<i64> = self
+            .other
+            .keys()
+            .copied()
+            .filter(|&id| usize::try_from(id).is_ok_and(|i| i < size))
+            .collect();
+        for id in moved {
+            if let Some(c) = self.other.remove(&id) {
+                self.direct[id as usize] = c;
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.direct.capacity() * 4 + self.other.capacity() * (8 + 4 + 1)
+    }
 }
 
 impl CustomerIds {
@@ -96,11 +170,7 @@ impl CustomerIds {
     #[inline]
     pub fn intern_int(&mut self, id: i64) -> (u32, bool) {
         let next = self.int_ids.len() as u32;
-        let mut new = false;
-        let i = *self.int_index.entry(id).or_insert_with(|| {
-            new = true;
-            next
-        });
+        let (i, new) = self.int_index.get_or_insert(id, next);
         if new {
             self.int_ids.push(id);
         }
@@ -111,7 +181,7 @@ impl CustomerIds {
     pub fn lookup(&self, id: CustomerId<'_>) -> Option<u32> {
         match id {
             CustomerId::Str(s) => self.str_index.get(s).copied(),
-            CustomerId::Int(i) => self.int_index.get(&i).copied(),
+            CustomerId::Int(i) => self.int_index.get(i),
         }
     }
 
@@ -146,6 +216,6 @@ impl CustomerIds {
             + self.str_ids.capacity() * 16
             + self.str_index.capacity() * (24 + 4 + 1)
             + self.int_ids.capacity() * 8
-            + self.int_index.capacity() * (8 + 4 + 1)
+            + self.int_index.heap_bytes()
     }
 }

@@ -189,6 +189,15 @@ impl Keyed {
         self.signals.get(name)
     }
 
+    /// The signal names the rules reference, with their indexes.
+    pub fn signal_names(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.signals
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (&**n, i as u32))
+    }
+
     /// True when product tags matter to any rule.
     pub fn wants_products(&self) -> bool {
         !self.products.names.is_empty() || self.needs.product_set
