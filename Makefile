@@ -62,7 +62,8 @@ fmt: $(STAMP) ## format Rust and Python
 	$(VENV)/bin/ruff check --fix python tests benches examples
 
 .PHONY: bench
-bench: build ## engine benchmarks against NumPy/pandas (prints ratios)
+bench: build ## engine benchmarks against NumPy/pandas/Polars/Pathway (prints ratios)
+	$(PY) -m pip install -q -r benches/requirements.txt
 	$(PY) benches/engine_throughput.py
 
 .PHONY: bench-bulk

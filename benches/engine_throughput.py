@@ -11,16 +11,23 @@ event_type, amount float64, categories list<utf8>), then:
         rule set of 10 segments and a VIP lifecycle (RULES below); events in time order,
         so timers fire during ingest as the clock moves, as in a stream;
   (ii)  the same per-customer aggregation (ltv, orders, refunds, first/last purchase) in
-        pandas (groupby) and NumPy (bincount / ufunc.at, int ids) over the same data, the
-        ratio to segstream, and a check that the numbers agree with `engine.snapshot()`;
-        plus segstream with a one-segment rule over only those aggregates;
+        pandas (groupby), Polars (`pl.from_arrow` then `group_by().agg()`), NumPy
+        (bincount / ufunc.at, int ids) and Pathway (rows pushed by a `pw.io.python` subject,
+        `groupby().reduce()`, all of it timed) over the same batches, the ratio to segstream
+        (pandas and Polars both with and without the conversion from Arrow), and a check
+        that the numbers agree with `engine.snapshot()`, customer by customer; plus
+        segstream with a one-segment rule over only those aggregates. Pathway is much
+        slower, so it runs on the first --pathway-events events (2M by default) and is
+        checked against an aggregates-only engine over those; it is skipped, saying so, if
+        not installed (`pip install -r benches/requirements.txt`, as `make bench` does);
   (iii) `advance_to` with --advance-customers customers (one purchase each, ingested with a
         large allowed_lateness so no timer fires during ingest) of which 1% flip
         `last_purchase_at < now() - INTERVAL '90 days'` inside the advanced window;
   (iv)  evaluation rate: customers x nodes / s of `replace_rules` (same rules, one
         threshold changed: re-evaluates every customer on every node), and `advance_to`
         with every customer due;
-  (v)   bytes of state per customer: `engine.memory()` and RSS growth over the ingest.
+  (v)   bytes of state per customer: `engine.memory()` and RSS growth over the ingest;
+        peak RSS of the process, taken before Pathway runs.
 
 Each part runs in its own subprocess, so RSS growth is measured from a clean process. All
 times are wall clock (time.perf_counter). The figures are printed as a table at the end.
@@ -267,8 +274,107 @@ def numpy_aggregate(data: dict[str, Any], customers: int) -> tuple[dict[str, np.
     }, elapsed
 
 
+def polars_aggregate(batches: list[pa.RecordBatch]) -> tuple[Any, float, float]:
+    """The same with `pl.from_arrow` and one `group_by().agg()`. Returns (frame, total s,
+    group_by s); the frame is pandas, indexed by customer_id, like `pandas_aggregate`'s."""
+    import polars as pl
+
+    started = time.perf_counter()
+    df = pl.from_arrow(
+        pa.Table.from_batches(batches).select(["customer_id", "ts", "event_type", "amount"])
+    )
+    assert isinstance(df, pl.DataFrame)
+    converted = time.perf_counter()
+    is_p = pl.col("event_type") == "purchase"
+    is_r = pl.col("event_type") == "refund"
+    res = df.group_by("customer_id").agg(
+        ltv=pl.col("amount").filter(is_p).sum() - pl.col("amount").filter(is_r).sum(),
+        orders=is_p.sum(),
+        refunds=is_r.sum(),
+        first_purchase_at=pl.col("ts").filter(is_p).min(),
+        last_purchase_at=pl.col("ts").filter(is_p).max(),
+    )
+    done = time.perf_counter()
+    return res.to_pandas().set_index("customer_id"), done - started, done - converted
+
+
+PATHWAY_SKIPPED = "skipped: pathway not installed (pip install -r benches/requirements.txt)"
+
+
+def prefix_batches(batches: list[pa.RecordBatch], events: int) -> list[pa.RecordBatch]:
+    """The first `events` rows of `batches` (the last batch sliced)."""
+    out: list[pa.RecordBatch] = []
+    left = events
+    for b in batches:
+        if left <= 0:
+            break
+        out.append(b if b.num_rows <= left else b.slice(0, left))
+        left -= b.num_rows
+    return out
+
+
+def pathway_aggregate(batches: list[pa.RecordBatch], id_kind: str) -> tuple[Any, float]:
+    """The same in Pathway: rows pushed from the batches by a `pw.io.python` subject (the
+    fastest in-memory input of the documented ones, ahead of `pw.debug.table_from_pandas`),
+    `groupby().reduce()`, run to the end by `pw.debug.table_to_pandas`. ts as int ms.
+    Returns (frame as `pandas_aggregate`'s, seconds for all of it)."""
+    import pandas as pd
+    import pathway as pw
+
+    class Events(pw.io.python.ConnectorSubject):
+        def run(self) -> None:
+            for b in batches:
+                cols = (
+                    b.column("customer_id").to_pylist(),
+                    b.column("ts").cast(pa.int64()).to_pylist(),
+                    b.column("event_type").to_pylist(),
+                    b.column("amount").to_pylist(),
+                )
+                for c, t, e, a in zip(*cols, strict=True):
+                    self.next(customer_id=c, ts=t, event_type=e, amount=a)
+
+    no_first, no_last = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    started = time.perf_counter()
+    schema = pw.schema_from_types(
+        customer_id=int if id_kind == "int" else str, ts=int, event_type=str, amount=float
+    )
+    # autocommit off: one commit when the subject ends, i.e. a single batch computation.
+    events = pw.io.python.read(Events(), schema=schema, autocommit_duration_ms=None)
+    is_p = pw.this.event_type == "purchase"
+    is_r = pw.this.event_type == "refund"
+    work = events.select(
+        pw.this.customer_id,
+        gross=pw.if_else(is_p, pw.this.amount, 0.0),
+        refunded=pw.if_else(is_r, pw.this.amount, 0.0),
+        orders=pw.if_else(is_p, 1, 0),
+        refunds=pw.if_else(is_r, 1, 0),
+        first=pw.if_else(is_p, pw.this.ts, no_first),
+        last=pw.if_else(is_p, pw.this.ts, no_last),
+    )
+    res = work.groupby(pw.this.customer_id).reduce(
+        pw.this.customer_id,
+        ltv=pw.reducers.sum(pw.this.gross) - pw.reducers.sum(pw.this.refunded),
+        orders=pw.reducers.sum(pw.this.orders),
+        refunds=pw.reducers.sum(pw.this.refunds),
+        first=pw.reducers.min(pw.this.first),
+        last=pw.reducers.max(pw.this.last),
+    )
+    df = pw.debug.table_to_pandas(res, include_id=False)
+    elapsed = time.perf_counter() - started
+
+    def ts(col: Any, none: int) -> Any:
+        return pd.to_datetime(col.where(col != none), unit="ms", utc=True).astype(
+            "datetime64[ms, UTC]"
+        )
+
+    df["first_purchase_at"] = ts(df.pop("first"), no_first)
+    df["last_purchase_at"] = ts(df.pop("last"), no_last)
+    return df.set_index("customer_id"), elapsed
+
+
 def check_agreement(engine: Any, res: Any) -> dict[str, Any]:
-    """Compares the engine snapshot with the pandas result, customer by customer."""
+    """Compares the engine snapshot with a peer's result (pandas, indexed by customer_id, as
+    `pandas_aggregate` returns it), customer by customer."""
     snap = (
         engine.snapshot()
         .select(
@@ -344,6 +450,14 @@ def phase_ingest(args: argparse.Namespace, id_kind: str) -> dict[str, Any]:
     out.update(pandas_total_s=total_s, pandas_groupby_s=groupby_s)
     out["agreement"] = check_agreement(engine, res)
     del res
+    res, total_s, group_by_s = polars_aggregate(batches)
+    import polars as pl
+
+    out.update(
+        polars_total_s=total_s, polars_group_by_s=group_by_s, polars_threads=pl.thread_pool_size()
+    )
+    out["polars_agreement"] = check_agreement(engine, res)
+    del res
     if id_kind == "int":
         _, np_s = numpy_aggregate(data, args.customers)
         out["numpy_s"] = np_s
@@ -353,7 +467,29 @@ def phase_ingest(args: argparse.Namespace, id_kind: str) -> dict[str, Any]:
     agg_engine = segstream.Engine(AGG_ONLY_RULES)
     secs, _, _ = ingest_all(agg_engine, batches)
     out.update(aggonly_ingest_s=secs, aggonly_eps=events / secs)
-    out["peak_rss"] = peak_rss_bytes()
+    out["peak_rss"] = peak_rss_bytes()  # before Pathway, so (v) is as it was
+
+    # (ii) Pathway, on a prefix of the events if --pathway-events is below --events; checked
+    # against an aggregates-only engine over exactly those events.
+    try:
+        import pathway  # noqa: F401
+    except ImportError:
+        out["pathway_skipped"] = PATHWAY_SKIPPED
+        return out
+    pw_batches = prefix_batches(batches, args.pathway_events)
+    pw_events = sum(b.num_rows for b in pw_batches)
+    if pw_events < events:
+        del agg_engine
+        release_arrow_pool()
+        agg_engine = segstream.Engine(AGG_ONLY_RULES)
+        ingest_all(agg_engine, pw_batches)
+    res, pw_s = pathway_aggregate(pw_batches, id_kind)
+    out.update(
+        pathway_events=pw_events,
+        pathway_s=pw_s,
+        pathway_threads=int(os.environ.get("PATHWAY_THREADS", "1")),
+    )
+    out["pathway_agreement"] = check_agreement(agg_engine, res)
     return out
 
 
@@ -477,6 +613,7 @@ def run_phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "--events", str(args.events),
         "--advance-customers", str(args.advance_customers),
         "--batch-rows", str(args.batch_rows),
+        "--pathway-events", str(args.pathway_events),
     ]  # fmt: skip
     print(f"[{name}] running ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
@@ -495,6 +632,26 @@ def fmt_rate(x: float) -> str:
 
 def mib(x: float) -> str:
     return f"{x / 2**20:,.0f} MiB"
+
+
+def peer_rows(
+    p: dict[str, Any],
+    label: str,
+    name: str,
+    short: str,
+    secs: float,
+    note: str = "",
+    events: int | None = None,
+) -> list[tuple[str, str]]:
+    """A peer's events/s over `events` (default: all of them) and its ratio to segstream."""
+    eps = (p["events"] if events is None else events) / secs
+    extra = f"; {note}" if note else ""
+    return [
+        (f"     {name}, {label}",
+         f"{fmt_rate(eps)}  ({secs:.2f} s{extra})"),
+        (f"     ratio segstream/{short} events/s, {label}",
+         f"{p['ingest_eps'] / eps:.2f}x full rules, {p['aggonly_eps'] / eps:.2f}x aggregates-only"),
+    ]  # fmt: skip
 
 
 def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> None:
@@ -528,6 +685,33 @@ def report(args: argparse.Namespace, cmd: str, r: dict[str, dict[str, Any]]) -> 
             (f"     engine vs pandas mismatches ({p['agreement']['customers_compared']:,} customers)",  # noqa: E501
              ", ".join(f"{k} {v}" for k, v in p["agreement"]["mismatches"].items())),
         ]  # fmt: skip
+        rows += peer_rows(
+            p, label, "Polars group_by", "polars-group_by", p["polars_group_by_s"],
+            f"DataFrame in memory, {p['polars_threads']} threads",
+        )  # fmt: skip
+        rows += peer_rows(
+            p, label, "Polars incl. Arrow->Polars", "polars-incl-conversion",
+            p["polars_total_s"],
+        )  # fmt: skip
+        a = p["polars_agreement"]
+        rows.append(
+            (f"     engine vs Polars mismatches ({a['customers_compared']:,} customers)",
+             ", ".join(f"{k} {v}" for k, v in a["mismatches"].items()))
+        )  # fmt: skip
+        if "pathway_skipped" in p:
+            rows.append((f"     Pathway groupby().reduce(), {label}", p["pathway_skipped"]))
+        else:
+            n = p["pathway_events"]
+            scope = "all events" if n == p["events"] else f"first {n:,} events only"
+            rows += peer_rows(
+                p, label, "Pathway groupby().reduce()", "pathway", p["pathway_s"],
+                f"pw.io.python input, PATHWAY_THREADS={p['pathway_threads']}, {scope}", events=n,
+            )  # fmt: skip
+            a = p["pathway_agreement"]
+            rows.append(
+                (f"     engine vs Pathway mismatches ({a['customers_compared']:,} customers, {scope})",  # noqa: E501
+                 ", ".join(f"{k} {v}" for k, v in a["mismatches"].items()))
+            )  # fmt: skip
     a = r["advance"]
     rows += [
         (f"(iii) advance_to, {a['customers']:,} customers, 1% due",
@@ -588,6 +772,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000_000)
     ap.add_argument("--advance-customers", type=int, default=10_000_000)
     ap.add_argument("--batch-rows", type=int, default=1_000_000)
+    ap.add_argument(
+        "--pathway-events",
+        type=int,
+        default=2_000_000,
+        help="run Pathway on the first N events only (it is much slower than the others)",
+    )
     ap.add_argument(
         "--small", action="store_true", help="50k customers, 1M events, 200k for advance_to"
     )
