@@ -18,9 +18,26 @@ use segstream_engine::{Engine, RuleSetSpec};
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_704_067_200_000; // 2024-01-01
 const CATEGORIES: [&str; 20] = [
-    "kitchen", "tableware", "grocery", "cookware", "garden", "toys", "books", "beauty", "sports",
-    "electronics", "apparel", "shoes", "pets", "baby", "office", "music", "outdoor", "health",
-    "auto", "crafts",
+    "kitchen",
+    "tableware",
+    "grocery",
+    "cookware",
+    "garden",
+    "toys",
+    "books",
+    "beauty",
+    "sports",
+    "electronics",
+    "apparel",
+    "shoes",
+    "pets",
+    "baby",
+    "office",
+    "music",
+    "outdoor",
+    "health",
+    "auto",
+    "crafts",
 ];
 
 const RULES: &str = r#"{
@@ -77,7 +94,10 @@ fn events(customers: u64, events: usize, rows: usize, string_ids: bool) -> Vec<R
             ids.push(((u * u) * customers as f64) as i64);
             let p = rng.unit();
             let (ty, amount) = if p < 0.85 {
-                ("purchase", (rng.unit() * 120.0 * 100.0).round() / 100.0 + 1.0)
+                (
+                    "purchase",
+                    (rng.unit() * 120.0 * 100.0).round() / 100.0 + 1.0,
+                )
             } else if p < 0.90 {
                 ("refund", (rng.unit() * 60.0 * 100.0).round() / 100.0 + 1.0)
             } else {
@@ -86,7 +106,8 @@ fn events(customers: u64, events: usize, rows: usize, string_ids: bool) -> Vec<R
             types.push(ty);
             amounts.push(amount);
             for _ in 0..1 + (rng.next() % 2) {
-                cats.values().append_value(CATEGORIES[(rng.next() % 20) as usize]);
+                cats.values()
+                    .append_value(CATEGORIES[(rng.next() % 20) as usize]);
             }
             cats.append(true);
         }
@@ -99,7 +120,10 @@ fn events(customers: u64, events: usize, rows: usize, string_ids: bool) -> Vec<R
         };
         let batch = RecordBatch::try_from_iter(vec![
             ("customer_id", id_col),
-            ("ts", Arc::new(Int64Array::from(ts[lo..hi].to_vec())) as ArrayRef),
+            (
+                "ts",
+                Arc::new(Int64Array::from(ts[lo..hi].to_vec())) as ArrayRef,
+            ),
             ("event_type", Arc::new(StringArray::from(types)) as ArrayRef),
             ("amount", Arc::new(Float64Array::from(amounts)) as ArrayRef),
             ("categories", Arc::new(cats.finish()) as ArrayRef),
@@ -171,7 +195,9 @@ fn timers(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(n as u64));
     let mut rng = Rng(7);
-    let due: Vec<i64> = (0..n).map(|_| T0 + (rng.next() % (365 * DAY as u64)) as i64).collect();
+    let due: Vec<i64> = (0..n)
+        .map(|_| T0 + (rng.next() % (365 * DAY as u64)) as i64)
+        .collect();
     g.bench_function("set 1M, then move each once", |b| {
         b.iter(|| {
             let mut t = TimerIndex::default();

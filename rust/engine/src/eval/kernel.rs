@@ -175,11 +175,9 @@ impl Kernel {
                     let out = &mut after[(*to - step.sel - 1) as usize];
                     out.clear();
                     match kind {
-                        Kind::Bool => out.extend(
-                            sel.iter()
-                                .copied()
-                                .filter(|&i| r.truth[i as usize] == NULL),
-                        ),
+                        Kind::Bool => {
+                            out.extend(sel.iter().copied().filter(|&i| r.truth[i as usize] == NULL))
+                        }
                         _ => out.extend(sel.iter().copied().filter(|&i| r.null[i as usize])),
                     }
                 }
@@ -227,6 +225,15 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
                 let i = i as usize;
                 d.int[i] = now[i];
                 d.null[i] = false;
+            }
+        }
+        Op::NowPlus { dst, offset } => {
+            let (_, d) = split(regs, *dst);
+            for &i in sel {
+                let i = i as usize;
+                let v = now[i].checked_add(*offset);
+                d.int[i] = v.unwrap_or(0);
+                d.null[i] = v.is_none();
             }
         }
         Op::Field { dst, f } => {
@@ -330,9 +337,7 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
                 let entries = col.get(cs[i] as usize).map(|v| v.as_slice()).unwrap_or(&[]);
                 let from = now[i].saturating_sub(*lookback);
                 let live = &entries[entries.partition_point(|x| x.ts < from)..];
-                let leaves = |e: &Entry| {
-                    e.ts.saturating_add(*lookback).saturating_add(1)
-                };
+                let leaves = |e: &Entry| e.ts.saturating_add(*lookback).saturating_add(1);
                 let value = if *count {
                     live.iter().filter(|x| x.counts()).count() as i64
                 } else {
@@ -355,7 +360,11 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
                 }
                 let mut left = value;
                 for (j, e) in live.iter().enumerate() {
-                    left -= if *count { e.counts() as i64 } else { e.amount() };
+                    left -= if *count {
+                        e.counts() as i64
+                    } else {
+                        e.amount()
+                    };
                     if live.get(j + 1).is_some_and(|n| n.ts == e.ts) {
                         continue;
                     }
@@ -521,6 +530,18 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
                         candidate(&mut next[i], now[i], t);
                     }
                 }
+            }
+        }
+        Op::CmpIntLit { dst, op, a, k } => {
+            let (lo, d) = split(regs, *dst);
+            let a = &lo[*a as usize];
+            for &i in sel {
+                let i = i as usize;
+                d.truth[i] = if a.null[i] {
+                    NULL
+                } else {
+                    holds(*op, a.int[i].cmp(k)) as u8
+                };
             }
         }
         Op::CmpFloat { dst, op, a, b } => {

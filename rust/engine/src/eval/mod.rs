@@ -48,7 +48,12 @@ impl Evaluator {
 
     /// Steps that fall back to the scalar interpreter, over all programs.
     pub fn scalar_steps(&self) -> usize {
-        self.programs.nodes.iter().flatten().map(|p| p.scalar_steps).sum()
+        self.programs
+            .nodes
+            .iter()
+            .flatten()
+            .map(|p| p.scalar_steps)
+            .sum()
     }
 
     /// Evaluates `customers[i]` at `now[i]`, records membership changes in
@@ -117,9 +122,12 @@ impl Evaluator {
                         customers: cs,
                         now,
                     };
-                    let truth =
-                        self.kernel
-                            .run(&self.programs.nodes[n][0], &inp, &self.all, &mut self.next);
+                    let truth = self.kernel.run(
+                        &self.programs.nodes[n][0],
+                        &inp,
+                        &self.all,
+                        &mut self.next,
+                    );
                     for i in 0..len {
                         let c = cs[i] as usize;
                         let holds = truth[i] == TRUE;
@@ -186,8 +194,8 @@ impl Evaluator {
                         }
                         std::mem::swap(&mut self.undecided, &mut self.still);
                     }
-                    for i in 0..len {
-                        let c = cs[i] as usize;
+                    for (i, &c) in cs.iter().enumerate() {
+                        let c = c as usize;
                         let (from, to) = (members.stage[n][c], self.stage[i]);
                         if from != to {
                             members.set_stage(n, c, to);
@@ -197,8 +205,11 @@ impl Evaluator {
                                 (f, t) if t < f => ChangeKind::Progress,
                                 _ => ChangeKind::Regress,
                             };
-                            self.chunk_changes
-                                .push((i as u16, rank as u16, change(i, kind, from, to)));
+                            self.chunk_changes.push((
+                                i as u16,
+                                rank as u16,
+                                change(i, kind, from, to),
+                            ));
                         }
                     }
                 }

@@ -58,26 +58,63 @@ pub enum Op {
     Const { dst: Reg, v: Const },
     /// The evaluation instant of each position.
     Now { dst: Reg },
+    /// `now() + offset` (overflow is NULL), the usual `now() - INTERVAL '…'`.
+    NowPlus { dst: Reg, offset: i64 },
     /// A base aggregate.
     Field { dst: Reg, f: Field },
     /// A scalar accumulator.
-    Acc { dst: Reg, i: usize, measure: Measure },
+    Acc {
+        dst: Reg,
+        i: usize,
+        measure: Measure,
+    },
     /// A numeric, boolean or timestamp trait.
     Trait { dst: Reg, i: usize, kind: Kind },
     /// Windowed count or spend; breakpoint when the oldest live entry leaves.
-    Window { dst: Reg, h: usize, d: i64, count: bool },
+    Window {
+        dst: Reg,
+        h: usize,
+        d: i64,
+        count: bool,
+    },
     /// `window <op> k`: the breakpoint is the instant the comparison flips.
-    WindowCmp { dst: Reg, h: usize, d: i64, count: bool, op: CmpOp, k: i64 },
+    WindowCmp {
+        dst: Reg,
+        h: usize,
+        d: i64,
+        count: bool,
+        op: CmpOp,
+        k: i64,
+    },
     /// `in_segment(n)`.
     InSegment { dst: Reg, n: usize },
     /// `stage(n) = 'name'` (`eq`) or `<>`; `stage` is `None` for an unknown name.
-    StageIs { dst: Reg, n: usize, stage: Option<u8>, eq: bool },
+    StageIs {
+        dst: Reg,
+        n: usize,
+        stage: Option<u8>,
+        eq: bool,
+    },
     /// The scalar interpreter, for shapes without a columnar form.
-    Scalar { dst: Reg, expr: Box<Expr>, kind: Kind },
+    Scalar {
+        dst: Reg,
+        expr: Box<Expr>,
+        kind: Kind,
+    },
     /// Keep the positions of `from` whose boolean is not `drop`.
-    NarrowBool { from: SelId, reg: Reg, drop: u8, to: SelId },
+    NarrowBool {
+        from: SelId,
+        reg: Reg,
+        drop: u8,
+        to: SelId,
+    },
     /// Keep the positions of `from` whose value is NULL.
-    NarrowNull { from: SelId, reg: Reg, kind: Kind, to: SelId },
+    NarrowNull {
+        from: SelId,
+        reg: Reg,
+        kind: Kind,
+        to: SelId,
+    },
     /// Boolean NOT.
     Not { dst: Reg, a: Reg },
     /// Boolean AND (`b` was computed where `a` is not FALSE).
@@ -85,21 +122,54 @@ pub enum Op {
     /// Boolean OR (`b` was computed where `a` is not TRUE).
     Or { dst: Reg, a: Reg, b: Reg },
     /// IS [NOT] NULL.
-    IsNull { dst: Reg, a: Reg, kind: Kind, negated: bool },
+    IsNull {
+        dst: Reg,
+        a: Reg,
+        kind: Kind,
+        negated: bool,
+    },
     /// IS [NOT] TRUE / FALSE.
-    IsBool { dst: Reg, a: Reg, want: bool, negated: bool },
+    IsBool {
+        dst: Reg,
+        a: Reg,
+        want: bool,
+        negated: bool,
+    },
     /// Integer-kind comparison; `slope` (d(a-b)/d now) is non-zero for times that move.
-    CmpInt { dst: Reg, op: CmpOp, a: Reg, b: Reg, slope: i64 },
+    CmpInt {
+        dst: Reg,
+        op: CmpOp,
+        a: Reg,
+        b: Reg,
+        slope: i64,
+    },
+    /// Integer-kind comparison with a constant that does not move with time.
+    CmpIntLit { dst: Reg, op: CmpOp, a: Reg, k: i64 },
     /// Float comparison (NaN compares as NULL).
     CmpFloat { dst: Reg, op: CmpOp, a: Reg, b: Reg },
     /// Boolean comparison (FALSE < TRUE).
     CmpBool { dst: Reg, op: CmpOp, a: Reg, b: Reg },
     /// Checked integer arithmetic (overflow and division by zero are NULL).
-    ArithInt { dst: Reg, op: ArithOp, a: Reg, b: Reg },
+    ArithInt {
+        dst: Reg,
+        op: ArithOp,
+        a: Reg,
+        b: Reg,
+    },
     /// Money with a float, rounded back to minor units.
-    ArithMoneyFloat { dst: Reg, op: ArithOp, a: Reg, b: Reg },
+    ArithMoneyFloat {
+        dst: Reg,
+        op: ArithOp,
+        a: Reg,
+        b: Reg,
+    },
     /// Float arithmetic (non-finite results are NULL).
-    ArithFloat { dst: Reg, op: ArithOp, a: Reg, b: Reg },
+    ArithFloat {
+        dst: Reg,
+        op: ArithOp,
+        a: Reg,
+        b: Reg,
+    },
     /// Unary minus on an integer kind.
     NegInt { dst: Reg, a: Reg },
     /// Unary minus on a float.
@@ -111,7 +181,11 @@ pub enum Op {
     /// Minor units to float currency units.
     MoneyToFloat { dst: Reg, a: Reg, scale: i64 },
     /// First non-null of `items` (item k was computed where items before it are NULL).
-    Coalesce { dst: Reg, kind: Kind, items: Vec<Reg> },
+    Coalesce {
+        dst: Reg,
+        kind: Kind,
+        items: Vec<Reg>,
+    },
 }
 
 /// A step: an operation and the selection it runs for.
@@ -322,7 +396,12 @@ impl<'a> Builder<'a> {
     /// A boolean expression; falls back to the scalar interpreter, which is
     /// always possible for a boolean.
     fn lower_bool(&mut self, e: &Expr, sel: SelId) -> Reg {
-        let mark = (self.steps.len(), self.kinds.len(), self.sels, self.scalar_steps);
+        let mark = (
+            self.steps.len(),
+            self.kinds.len(),
+            self.sels,
+            self.scalar_steps,
+        );
         match self.lower(e, sel) {
             Some(r) if self.kinds[r as usize] == Kind::Bool => r,
             _ => {
@@ -405,7 +484,14 @@ impl<'a> Builder<'a> {
                     return None;
                 }
                 let dst = self.reg(Kind::Int);
-                self.push(sel, Op::Acc { dst, i: *i, measure });
+                self.push(
+                    sel,
+                    Op::Acc {
+                        dst,
+                        i: *i,
+                        measure,
+                    },
+                );
                 Some(dst)
             }
             Expr::Trait(i) => {
@@ -591,7 +677,12 @@ impl<'a> Builder<'a> {
     /// Lowers a value operand, using the interpreter for a slope-free value
     /// that has no columnar form of its own.
     fn lower_value(&mut self, e: &Expr, sel: SelId) -> Option<Reg> {
-        let mark = (self.steps.len(), self.kinds.len(), self.sels, self.scalar_steps);
+        let mark = (
+            self.steps.len(),
+            self.kinds.len(),
+            self.sels,
+            self.scalar_steps,
+        );
         if let Some(r) = self.lower(e, sel) {
             return Some(r);
         }
@@ -621,9 +712,10 @@ impl<'a> Builder<'a> {
             };
             if let Some((n, s)) = pair {
                 let stage = match &self.rules.nodes[n].kind {
-                    NodeKind::Lifecycle { stages } => {
-                        stages.iter().position(|(name, _)| **name == *s).map(|p| p as u8)
-                    }
+                    NodeKind::Lifecycle { stages } => stages
+                        .iter()
+                        .position(|(name, _)| **name == *s)
+                        .map(|p| p as u8),
                     NodeKind::Segment { .. } => return None,
                 };
                 let dst = self.reg(Kind::Bool);
@@ -682,6 +774,29 @@ impl<'a> Builder<'a> {
         } else {
             0
         };
+        // column <op> constant, the most common comparison.
+        if kind == Kind::Int && slope == 0 {
+            let k = |e: &Expr| match e {
+                Expr::Lit(Value::Int(k) | Value::Money(k) | Value::Ts(k) | Value::Interval(k)) => {
+                    Some(*k)
+                }
+                _ => None,
+            };
+            let fused = match (k(x), k(y)) {
+                (None, Some(k)) => Some((x, op, k)),
+                (Some(k), None) => Some((y, flip(op), k)),
+                _ => None,
+            };
+            if let Some((col, op, k)) = fused {
+                let a = self.lower_value(col, sel)?;
+                if self.kinds[a as usize] != Kind::Int {
+                    return None;
+                }
+                let dst = self.reg(Kind::Bool);
+                self.push(sel, Op::CmpIntLit { dst, op, a, k });
+                return Some(dst);
+            }
+        }
         let a = self.lower_value(x, sel)?;
         let b = self.lower_value(y, sel)?;
         if self.kinds[a as usize] != kind || self.kinds[b as usize] != kind {
@@ -710,7 +825,25 @@ impl<'a> Builder<'a> {
             return self.literal(&Value::Null, kind, sel);
         }
         // The result's slope must be static for the parent to use it.
-        self.slope(&Expr::Arith(op, Box::new(x.clone()), Box::new(y.clone()), ty))?;
+        self.slope(&Expr::Arith(
+            op,
+            Box::new(x.clone()),
+            Box::new(y.clone()),
+            ty,
+        ))?;
+        if let (Expr::Now, Expr::Lit(Value::Interval(d)), ArithOp::Add | ArithOp::Sub) = (x, y, op)
+        {
+            let offset = if op == ArithOp::Add {
+                Some(*d)
+            } else {
+                d.checked_neg()
+            };
+            if let Some(offset) = offset {
+                let dst = self.reg(Kind::Int);
+                self.push(sel, Op::NowPlus { dst, offset });
+                return Some(dst);
+            }
+        }
         enum Form {
             Int,
             MoneyFloat,

@@ -509,13 +509,7 @@ impl<'a> EventKinds<'a> {
 }
 
 #[inline]
-fn prefetch_row(
-    state: &State,
-    clock: Option<i64>,
-    sorted: &[Pending],
-    at: usize,
-    deep: bool,
-) {
+fn prefetch_row(state: &State, clock: Option<i64>, sorted: &[Pending], at: usize, deep: bool) {
     if let Some(ev) = sorted.get(at) {
         state
             .keyed
