@@ -29,7 +29,49 @@ use crate::state::keyed::Entry;
 use crate::state::IdKind;
 
 /// Version written by this build; files with a larger one are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 adds the checksum; version 1 files load without one.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Metadata key of the checksum.
+const CHECKSUM: &str = "segstream.checksum";
+
+/// Feeds what is written into a hash instead of storing it.
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// xxh3 of everything a checkpoint holds: the columns, as the Arrow IPC
+/// stream format lays them out (streamed into the hash, no copy), and every
+/// metadata entry but the checksum itself, in key order. A flipped bit that
+/// the Arrow reader does not notice still changes this.
+fn checksum(batch: &RecordBatch, meta: &HashMap<String, String>) -> Result<String> {
+    let bare = Arc::new(Schema::new(batch.schema().fields().clone()));
+    let columns = RecordBatch::try_new(bare.clone(), batch.columns().to_vec())
+        .map_err(|e| err(e.to_string()))?;
+    let mut w =
+        arrow_ipc::writer::StreamWriter::try_new(HashWriter(xxhash_rust::xxh3::Xxh3::new()), &bare)
+            .map_err(|e| err(e.to_string()))?;
+    w.write(&columns).map_err(|e| err(e.to_string()))?;
+    w.finish().map_err(|e| err(e.to_string()))?;
+    let mut h = w.into_inner().map_err(|e| err(e.to_string()))?.0;
+    let mut keys: Vec<&String> = meta.keys().filter(|k| *k != CHECKSUM).collect();
+    keys.sort();
+    for k in keys {
+        for part in [k.as_bytes(), meta[k].as_bytes()] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+    Ok(format!("{:032x}", h.digest128()))
+}
 
 fn err(msg: impl Into<String>) -> EngineError {
     EngineError::Checkpoint(msg.into())
@@ -189,8 +231,11 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         }
         .to_string(),
     );
+    let schema = Arc::new(Schema::new_with_metadata(fields.clone(), meta.clone()));
+    let unsummed = RecordBatch::try_new(schema, cols).map_err(|e| err(e.to_string()))?;
+    meta.insert(CHECKSUM.to_string(), checksum(&unsummed, &meta)?);
     let schema = Arc::new(Schema::new_with_metadata(fields, meta));
-    RecordBatch::try_new(schema, cols).map_err(|e| err(e.to_string()))
+    RecordBatch::try_new(schema, unsummed.columns().to_vec()).map_err(|e| err(e.to_string()))
 }
 
 /// Writes a checkpoint atomically (temp file, then rename).
@@ -294,6 +339,14 @@ fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
         batches.push(b.map_err(|e| err(e.to_string()))?);
     }
     let batch = arrow_select_concat(&schema, &batches)?;
+    if version >= 2 {
+        let stored = get(CHECKSUM)?;
+        if checksum(&batch, &meta)? != stored {
+            return Err(err(
+                "checksum mismatch: the file is damaged (its content is not what was written)",
+            ));
+        }
+    }
     restore(&mut engine, kind, &batch)?;
     Ok(engine)
 }

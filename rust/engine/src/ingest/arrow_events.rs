@@ -493,15 +493,17 @@ impl<'a> EventKinds<'a> {
     fn get(&self, i: usize) -> Option<EventKind> {
         match self.column {
             Some(a) if !a.is_null(i) => match a.value(i) {
-                "purchase" => Some(EventKind::Purchase),
-                "refund" => Some(EventKind::Refund),
                 "" => None,
-                other => Some(EventKind::Signal(
-                    self.signals
-                        .iter()
-                        .find(|(n, _)| &**n == other)
-                        .and_then(|&(_, s)| s),
-                )),
+                other => Some(match super::money_event(other) {
+                    Some(super::MoneyEvent::Purchase) => EventKind::Purchase,
+                    Some(super::MoneyEvent::Refund) => EventKind::Refund,
+                    None => EventKind::Signal(
+                        self.signals
+                            .iter()
+                            .find(|(n, _)| &**n == other)
+                            .and_then(|&(_, s)| s),
+                    ),
+                }),
             },
             _ => Some(EventKind::Purchase),
         }

@@ -301,9 +301,11 @@ fn decode_flat(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
     let ts = timestamp(obj.get("ts").or_else(|| obj.get("timestamp")), "ts")?;
     let kind = match obj.get("event_type") {
         None | Some(J::Null) => Kind::Purchase,
-        Some(J::String(s)) if s == "purchase" => Kind::Purchase,
-        Some(J::String(s)) if s == "refund" => Kind::Refund,
-        Some(J::String(s)) if !s.is_empty() => Kind::Signal(s.clone()),
+        Some(J::String(s)) if !s.is_empty() => match super::money_event(s) {
+            Some(super::MoneyEvent::Purchase) => Kind::Purchase,
+            Some(super::MoneyEvent::Refund) => Kind::Refund,
+            None => Kind::Signal(s.clone()),
+        },
         Some(other) => {
             return Err(format!(
                 "event_type must be a non-empty string, got {other}"
@@ -360,10 +362,10 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         Some(_) => return Err("`properties` is not an object".into()),
     };
     let event_id = opt_id(obj.get("messageId"));
-    let kind = match name.as_str() {
-        "Order Completed" => Kind::Purchase,
-        "Order Refunded" => Kind::Refund,
-        other => Kind::Signal(snake(other)),
+    let kind = match super::money_event(&name) {
+        Some(super::MoneyEvent::Purchase) => Kind::Purchase,
+        Some(super::MoneyEvent::Refund) => Kind::Refund,
+        None => Kind::Signal(snake(&name)),
     };
     if let Kind::Signal(_) = kind {
         return Ok(Decoded::Event(OwnedEvent {

@@ -62,6 +62,39 @@ impl Touched {
     }
 }
 
+/// Whether an `event_type` text names a purchase or a refund. Case does not
+/// matter, and the e-commerce spec's names (`Order Completed`, `Order
+/// Refunded`) count too, in every input path; any other text is a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneyEvent {
+    /// An order.
+    Purchase,
+    /// Money back.
+    Refund,
+}
+
+/// See `MoneyEvent`.
+#[inline]
+pub fn money_event(text: &str) -> Option<MoneyEvent> {
+    // Exact matches first: the common case costs one comparison.
+    match text {
+        "purchase" => return Some(MoneyEvent::Purchase),
+        "refund" => return Some(MoneyEvent::Refund),
+        _ => {}
+    }
+    if text.len() > "order completed".len() {
+        return None;
+    }
+    let is = |name: &str| text.eq_ignore_ascii_case(name);
+    if is("purchase") || is("order completed") || is("order_completed") {
+        Some(MoneyEvent::Purchase)
+    } else if is("refund") || is("order refunded") || is("order_refunded") {
+        Some(MoneyEvent::Refund)
+    } else {
+        None
+    }
+}
+
 /// Counters from applying a batch.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BatchStats {

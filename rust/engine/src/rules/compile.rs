@@ -138,6 +138,20 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
     };
     let mut names: HashMap<String, (usize, bool)> = HashMap::new();
     let mut index = 0usize;
+    let node_names = spec
+        .segments
+        .iter()
+        .map(|s| (&s.name, "segment"))
+        .chain(spec.lifecycles.iter().map(|l| (&l.name, "lifecycle")));
+    for (name, what) in node_names {
+        // Snapshots and memberships have a column per segment and lifecycle
+        // beside these; a clash would give a table with two columns of one name.
+        if name == "customer_id" || Field::ALL.iter().any(|(n, _)| *n == name.as_str()) {
+            return Err(EngineError::rule_plain(format!(
+                "{what} `{name}` has the name of an output column (`customer_id` or an aggregate such as `ltv`); rename it, e.g. `{name}_segment`"
+            )));
+        }
+    }
     for s in &spec.segments {
         check_name(&s.name, "segment")?;
         if names.insert(s.name.clone(), (index, true)).is_some() {
@@ -184,10 +198,28 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
     }
     let traits: Vec<(String, TraitType)> =
         spec.traits.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let stage_names: Vec<Vec<String>> = spec
+        .segments
+        .iter()
+        .map(|_| Vec::new())
+        .chain(
+            spec.lifecycles
+                .iter()
+                .map(|l| l.stages.iter().map(|st| st.name.clone()).collect()),
+        )
+        .collect();
     let mut needs = Needs::default();
     let mut nodes = Vec::new();
     for s in &spec.segments {
-        let mut c = Compiler::new(&s.name, &s.rule, scale, &names, &traits, &mut needs)?;
+        let mut c = Compiler::new(
+            &s.name,
+            &s.rule,
+            scale,
+            &names,
+            &stage_names,
+            &traits,
+            &mut needs,
+        )?;
         let rule = c.compile_rule()?;
         let (deps, uses_time) = (c.deps.clone(), c.uses_time);
         let holdout = s.holdout.unwrap_or(0.0);
@@ -218,7 +250,15 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
         let mut uses_time = false;
         for st in &l.stages {
             let label = format!("{}.{}", l.name, st.name);
-            let mut c = Compiler::new(&label, &st.rule, scale, &names, &traits, &mut needs)?;
+            let mut c = Compiler::new(
+                &label,
+                &st.rule,
+                scale,
+                &names,
+                &stage_names,
+                &traits,
+                &mut needs,
+            )?;
             let rule = c.compile_rule()?;
             deps.extend(c.deps.iter().copied());
             uses_time |= c.uses_time;
@@ -311,6 +351,8 @@ struct Compiler<'a> {
     source: &'a str,
     scale: i64,
     names: &'a HashMap<String, (usize, bool)>,
+    /// Stage names by node index (empty for segments).
+    stage_names: &'a [Vec<String>],
     traits: &'a [(String, TraitType)],
     needs: &'a mut Needs,
     deps: Vec<usize>,
@@ -325,6 +367,7 @@ impl<'a> Compiler<'a> {
         source: &'a str,
         scale: i64,
         names: &'a HashMap<String, (usize, bool)>,
+        stage_names: &'a [Vec<String>],
         traits: &'a [(String, TraitType)],
         needs: &'a mut Needs,
     ) -> Result<Self> {
@@ -333,6 +376,7 @@ impl<'a> Compiler<'a> {
             source,
             scale,
             names,
+            stage_names,
             traits,
             needs,
             deps: Vec::new(),
@@ -731,6 +775,32 @@ impl<'a> Compiler<'a> {
             _ => unreachable!("only comparison operators reach here"),
         };
         let (lt, rt) = (l.1, r.1);
+        if matches!(l.0, Expr::Lit(Value::Null)) || matches!(r.0, Expr::Lit(Value::Null)) {
+            let hint = match cmp {
+                CmpOp::Eq => "write `IS NULL`",
+                CmpOp::Ne => "write `IS NOT NULL`",
+                _ => "test for a missing value with `IS NULL` / `IS NOT NULL`",
+            };
+            return Err(self.err(
+                span,
+                format!("a comparison with NULL is never true (it is NULL); {hint}"),
+            ));
+        }
+        for (a, b) in [(&l.0, &r.0), (&r.0, &l.0)] {
+            if let (Expr::Stage(n), Expr::Lit(Value::Str(s))) = (a, b) {
+                let stages = &self.stage_names[*n];
+                if !stages.iter().any(|st| **st == **s) {
+                    let hint = did_you_mean(s, stages.iter().map(|st| st.as_str()));
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "lifecycle has no stage `{s}` (its stages: {}){hint}",
+                            stages.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         let (le, re) = if lt.is_numeric() && rt.is_numeric() {
             let (a, b, _) = self.unify_numeric(l, r);
             (a, b)
