@@ -123,7 +123,9 @@ def test_an_unknown_stage_is_a_rule_error_with_a_suggestion() -> None:
     segstream.Engine(spec)
 
 
-def test_a_damaged_checkpoint_loads_identical_or_not_at_all(tmp_path: Path) -> None:
+def test_a_damaged_checkpoint_loads_identical_or_not_at_all(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     rules = {
         "segments": [
             {"name": "buyers", "rule": "orders >= 1"},
@@ -166,3 +168,5 @@ def test_a_damaged_checkpoint_loads_identical_or_not_at_all(tmp_path: Path) -> N
         assert got.snapshot().equals(want), f"bit {bit} loaded a different state"
         assert got.clock == engine.clock
     assert loaded < len(bits)
+    # Damage is a CheckpointError, not a crash report on stderr.
+    assert "panicked" not in capfd.readouterr().err

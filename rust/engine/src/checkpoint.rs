@@ -269,9 +269,7 @@ pub fn load(path: &str, expect_fingerprint: Option<&str>) -> Result<Engine> {
         source: e,
     })?;
     // A damaged file must be an error, never a crash of the host process.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        load_from(file, expect_fingerprint)
-    }));
+    let result = quietly(|| load_from(file, expect_fingerprint));
     match result {
         Ok(r) => r.map_err(|e| match e {
             EngineError::Checkpoint(m) => err(format!("{path}: {m}")),
@@ -281,6 +279,32 @@ pub fn load(path: &str, expect_fingerprint: Option<&str>) -> Result<Engine> {
             "{path}: the file is damaged (reading it failed)"
         ))),
     }
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err` without the panic message on
+/// stderr. The Arrow IPC reader panics on some damaged files (a buffer that
+/// claims more bytes than the file holds) instead of returning an error;
+/// for a checkpoint that is an expected outcome, reported as a
+/// `CheckpointError`, not a crash report. The hook stays silent only on this
+/// thread and only inside `f`; any other panic is reported as before.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out
 }
 
 fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
