@@ -397,12 +397,15 @@ impl Engine {
     /// returns the changes (cause `rules`): what a forced recalculation does.
     pub fn recompute(&mut self) -> Vec<Change> {
         self.settle_deferred();
+        self.evaluate_everyone()
+    }
+
+    /// Every customer evaluated at the clock, with cause `rules`.
+    fn evaluate_everyone(&mut self) -> Vec<Change> {
         let now = self.clock.unwrap_or(0);
         let mut out = Vec::new();
         let everyone: Vec<u32> = (0..self.num_customers() as u32).collect();
-        for chunk in everyone.chunks(1 << 16) {
-            self.evaluate_at(chunk, now, Cause::Rules, &mut out);
-        }
+        self.evaluate_at(&everyone, now, Cause::Rules, &mut out);
         out
     }
 
@@ -550,12 +553,7 @@ impl Engine {
         self.members = members;
         self.timers = TimerIndex::default();
         self.timers.grow(n);
-        let mut out = Vec::new();
-        let everyone: Vec<u32> = (0..n as u32).collect();
-        for chunk in everyone.chunks(1 << 16) {
-            self.evaluate_at(chunk, now, Cause::Rules, &mut out);
-        }
-        Ok((out, removed))
+        Ok((self.evaluate_everyone(), removed))
     }
 }
 

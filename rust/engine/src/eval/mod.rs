@@ -115,13 +115,7 @@ impl Evaluator {
             };
             match &node.kind {
                 NodeKind::Segment { cooldown, .. } => {
-                    let inp = Inputs {
-                        rules,
-                        state,
-                        members,
-                        customers: cs,
-                        now,
-                    };
+                    let inp = inputs(rules, state, members, cs, now);
                     let truth = self.kernel.run(
                         &self.programs.nodes[n][0],
                         &inp,
@@ -171,13 +165,7 @@ impl Evaluator {
                         if self.undecided.is_empty() {
                             break;
                         }
-                        let inp = Inputs {
-                            rules,
-                            state,
-                            members,
-                            customers: cs,
-                            now,
-                        };
+                        let inp = inputs(rules, state, members, cs, now);
                         let truth = self.kernel.run(
                             &self.programs.nodes[n][s],
                             &inp,
@@ -218,5 +206,23 @@ impl Evaluator {
         // Customer by customer, nodes in evaluation order.
         self.chunk_changes.sort_by_key(|&(i, rank, _)| (i, rank));
         out.extend(self.chunk_changes.iter().map(|&(_, _, c)| c));
+    }
+}
+
+/// What a program run reads for one chunk, with the memberships as they
+/// stand after the nodes already evaluated for it.
+fn inputs<'a>(
+    rules: &'a CompiledRules,
+    state: &'a State,
+    members: &'a Memberships,
+    customers: &'a [u32],
+    now: &'a [i64],
+) -> Inputs<'a> {
+    Inputs {
+        rules,
+        state,
+        members,
+        customers,
+        now,
     }
 }

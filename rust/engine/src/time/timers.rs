@@ -222,27 +222,6 @@ impl TimerIndex {
         out.push((at, c));
     }
 
-    /// Removes and returns the next due customer at or before `until`.
-    pub fn pop_due(&mut self, until: i64) -> Option<(i64, u32)> {
-        let mut out = Vec::new();
-        // The earliest due instant, then only what is due then.
-        let first = self.earliest()?;
-        if first > until {
-            return None;
-        }
-        self.pop_all_due(first, &mut out);
-        let head = out.first().copied();
-        for &(at, c) in out.iter().skip(1) {
-            self.set(c, at);
-        }
-        head
-    }
-
-    /// The earliest due instant (a scan; for tests and rare callers).
-    pub fn earliest(&self) -> Option<i64> {
-        self.due.iter().copied().filter(|&d| d != NEVER).min()
-    }
-
     /// Number of customers with a timer set.
     pub fn pending(&self) -> usize {
         self.live
@@ -273,11 +252,13 @@ mod tests {
         t.set(0, 50);
         t.set(1, 10);
         t.set(0, 20); // reschedule: the 50 entry is stale
-        assert_eq!(t.pop_due(100), Some((10, 1)));
-        assert_eq!(t.pop_due(100), Some((20, 0)));
-        assert_eq!(t.pop_due(100), None);
+        let mut out = Vec::new();
+        t.pop_all_due(100, &mut out);
+        assert_eq!(out, vec![(10, 1), (20, 0)]);
         t.set(2, 200);
-        assert_eq!(t.pop_due(100), None);
+        out.clear();
+        t.pop_all_due(100, &mut out);
+        assert!(out.is_empty());
         assert_eq!(t.due(2), 200);
         assert_eq!(t.pending(), 1);
     }
