@@ -7,9 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
-};
+use arrow_array::builder::{Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
@@ -20,13 +18,12 @@ use serde_json::json;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::membership::NO_STAGE;
+use crate::membership::Memberships;
 use crate::output::snapshot::ids_array;
-use crate::rules::compile::NodeKind;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::RuleSetSpec;
 use crate::state::keyed::Entry;
-use crate::state::IdKind;
+use crate::state::{Aggregates, IdKind};
 
 /// Version written by this build; files with a larger one are refused.
 /// Version 2 adds the checksum; version 1 files load without one.
@@ -97,24 +94,11 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         cols.push(arr);
     };
     push("customer_id".into(), ids_array(engine));
-    let a = &engine.state.agg;
+    for (name, col) in engine.state.agg.to_columns(n) {
+        push(name.into(), col);
+    }
     let i64col =
         |v: &[i64]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().copied())) };
-    let u32col = |v: &[u32]| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(
-            v[..n].iter().map(|&x| x as i64),
-        ))
-    };
-    push("gross".into(), i64col(&a.gross));
-    push("refunded".into(), i64col(&a.refunded));
-    push("max_order".into(), i64col(&a.max_order));
-    push("first_purchase".into(), i64col(&a.first_purchase));
-    push("last_purchase".into(), i64col(&a.last_purchase));
-    push("last_refund".into(), i64col(&a.last_refund));
-    push("orders".into(), u32col(&a.orders));
-    push("refunds".into(), u32col(&a.refunds));
-    push("items".into(), u32col(&a.items));
-    push("max_quantity".into(), u32col(&a.max_quantity));
     let k = &engine.state.keyed;
     for (i, acc) in k.acc.iter().enumerate() {
         push(format!("acc_{i}"), i64col(acc));
@@ -168,27 +152,8 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         }
         push("traits".into(), Arc::new(b.finish()));
     }
-    for (i, node) in engine.rules.nodes.iter().enumerate() {
-        match &node.kind {
-            NodeKind::Segment { .. } => {
-                let mut b = BooleanBuilder::with_capacity(n);
-                b.append_slice(&engine.members.seg[i][..n]);
-                push(format!("seg:{}", node.name), Arc::new(b.finish()));
-                if !engine.members.last_exit[i].is_empty() {
-                    push(
-                        format!("last_exit:{}", node.name),
-                        i64col(&engine.members.last_exit[i]),
-                    );
-                }
-            }
-            NodeKind::Lifecycle { .. } => {
-                let vals = engine.members.stage[i][..n].iter().map(|&s| s as i64);
-                push(
-                    format!("stage:{}", node.name),
-                    Arc::new(Int64Array::from_iter_values(vals)),
-                );
-            }
-        }
+    for (name, col) in engine.members.to_columns(&engine.rules, n) {
+        push(name, col);
     }
     let due: Vec<i64> = (0..n as u32).map(|c| engine.timers.due(c)).collect();
     push("next_due".into(), i64col(&due));
@@ -397,13 +362,12 @@ fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
     Ok(c.as_primitive::<Int64Type>().values().to_vec())
 }
 
-fn u32s(batch: &RecordBatch, name: &str) -> Result<Vec<u32>> {
-    ints(batch, name)?
-        .into_iter()
-        .map(|v| {
-            u32::try_from(v).map_err(|_| err(format!("column `{name}` holds {v}, out of range")))
-        })
-        .collect()
+fn bools(batch: &RecordBatch, name: &str) -> Result<Vec<bool>> {
+    let c = column(batch, name)?;
+    if c.data_type() != &DataType::Boolean || c.null_count() > 0 {
+        return Err(err(format!("`{name}` must be non-null boolean")));
+    }
+    Ok(c.as_boolean().values().iter().collect())
 }
 
 fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Result<()> {
@@ -436,19 +400,9 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
         let _ = engine.state.ids.set_kind(k);
     }
     engine.state.ensure(n);
-    engine.members.grow(&engine.rules, n);
+    engine.members.grow(n);
     engine.timers.grow(n);
-    let a = &mut engine.state.agg;
-    a.gross = ints(batch, "gross")?;
-    a.refunded = ints(batch, "refunded")?;
-    a.max_order = ints(batch, "max_order")?;
-    a.first_purchase = ints(batch, "first_purchase")?;
-    a.last_purchase = ints(batch, "last_purchase")?;
-    a.last_refund = ints(batch, "last_refund")?;
-    a.orders = u32s(batch, "orders")?;
-    a.refunds = u32s(batch, "refunds")?;
-    a.items = u32s(batch, "items")?;
-    a.max_quantity = u32s(batch, "max_quantity")?;
+    engine.state.agg = Aggregates::from_columns(n, |name| ints(batch, name))?;
     let k = &mut engine.state.keyed;
     for i in 0..k.acc.len() {
         k.acc[i] = ints(batch, &format!("acc_{i}"))?;
@@ -566,45 +520,12 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
             }
         }
     }
-    for i in 0..engine.rules.nodes.len() {
-        let node = &engine.rules.nodes[i];
-        match &node.kind {
-            NodeKind::Segment { .. } => {
-                let name = format!("seg:{}", node.name);
-                let c = column(batch, &name)?;
-                if c.data_type() != &DataType::Boolean || c.null_count() > 0 {
-                    return Err(err(format!("`{name}` must be non-null boolean")));
-                }
-                let vals: Vec<bool> = c.as_boolean().values().iter().collect();
-                engine.members.seg_count[i] = vals.iter().filter(|&&b| b).count();
-                engine.members.seg[i] = vals;
-                if !engine.members.last_exit[i].is_empty() {
-                    engine.members.last_exit[i] = ints(batch, &format!("last_exit:{}", node.name))?;
-                }
-            }
-            NodeKind::Lifecycle { stages } => {
-                let vals = ints(batch, &format!("stage:{}", node.name))?;
-                let mut counts = vec![0usize; stages.len()];
-                let mut out = Vec::with_capacity(n);
-                for v in vals {
-                    let s = if v == NO_STAGE as i64 {
-                        NO_STAGE
-                    } else if v >= 0 && (v as usize) < stages.len() {
-                        counts[v as usize] += 1;
-                        v as u8
-                    } else {
-                        return Err(err(format!(
-                            "stage index {v} out of range for `{}`",
-                            node.name
-                        )));
-                    };
-                    out.push(s);
-                }
-                engine.members.stage[i] = out;
-                engine.members.stage_count[i] = counts;
-            }
-        }
-    }
+    engine.members = Memberships::from_columns(
+        &engine.rules,
+        n,
+        |name| bools(batch, name),
+        |name| ints(batch, name),
+    )?;
     for (c, due) in ints(batch, "next_due")?.into_iter().enumerate() {
         engine.timers.set(c as u32, due);
     }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 
 use crate::error::{EngineError, Result};
+use crate::eval::kernel::CHUNK;
 use crate::eval::Evaluator;
 use crate::ingest::{
-    apply_json_messages, apply_resolved, apply_trait_batch, resolve, Shard, Touched,
+    apply_json_messages, apply_resolved, apply_trait_batch, group_resolved, resolve, Shard, Touched,
 };
 use crate::membership::{Cause, Change, Memberships, NO_STAGE};
 use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
@@ -125,7 +126,7 @@ impl Engine {
     pub(crate) fn grow(&mut self) {
         let n = self.state.len();
         self.state.ensure(n);
-        self.members.grow(&self.rules, n);
+        self.members.grow(n);
         self.timers.grow(n);
     }
 
@@ -139,8 +140,8 @@ impl Engine {
             self.fire_timers_before(lo, hi, &mut changes);
         }
         let mut touched = Touched::default();
-        let (rejected, stats) =
-            apply_resolved(&mut self.state, self.clock, &resolved, &mut touched);
+        let (mut grouped, rejected, stats) =
+            group_resolved(&mut self.state, &resolved, &mut touched);
         self.grow();
         let mut out = IngestOutcome {
             rejected,
@@ -148,7 +149,23 @@ impl Engine {
             duplicates: stats.duplicates,
             changes,
         };
-        self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);
+        // Windows are pruned by the clock before the batch, as in deferred ingest.
+        let pruning = self.clock;
+        let Some(now) = self.move_clock(stats.max_ts) else {
+            grouped.apply_through(&mut self.state, pruning, u32::MAX);
+            return Ok(out);
+        };
+        // A chunk of customers at a time, applied then evaluated: a customer's
+        // state is still in cache when its rules read it. Evaluation reads
+        // only the customer's own state, so the result is that of applying
+        // the whole batch first.
+        for chunk in touched.ascending().chunks(CHUNK) {
+            let last = chunk[chunk.len() - 1];
+            grouped.apply_through(&mut self.state, pruning, last);
+            self.evaluate_at(chunk, now, Cause::Event, &mut out.changes);
+        }
+        grouped.apply_through(&mut self.state, pruning, u32::MAX);
+        self.run_timers(now, &mut out.changes);
         Ok(out)
     }
 
@@ -424,12 +441,9 @@ impl Engine {
             )));
         };
         match (&self.rules.nodes[n].kind, stage_name) {
-            (NodeKind::Segment { .. }, None) => Ok(self.members.seg[n]
-                .iter()
-                .enumerate()
-                .filter(|(_, &m)| m)
-                .map(|(c, _)| c as u32)
-                .collect()),
+            (NodeKind::Segment { .. }, None) => {
+                Ok(self.members.customers_in(n).map(|c| c as u32).collect())
+            }
             (NodeKind::Segment { .. }, Some(_)) => Err(EngineError::Invalid(format!(
                 "`{node_name}` is a segment and has no stages"
             ))),
@@ -445,11 +459,11 @@ impl Engine {
                     },
                     None => None,
                 };
-                Ok(self.members.stage[n]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &s)| s != NO_STAGE && want.is_none_or(|w| w == s))
-                    .map(|(c, _)| c as u32)
+                Ok(self
+                    .members
+                    .customers_in(n)
+                    .filter(|&c| want.is_none_or(|w| w == self.members.stage(n, c)))
+                    .map(|c| c as u32)
                     .collect())
             }
         }
@@ -481,7 +495,7 @@ impl Engine {
         let state = crate::state::rekey(&self.state, &new_rules);
         let mut members = Memberships::new(&new_rules);
         let n = state.len();
-        members.grow(&new_rules, n);
+        members.grow(n);
         let mut removed = Vec::new();
         let now = self.clock.unwrap_or(0);
         // Carry memberships of nodes that keep their name and kind; report the
@@ -489,20 +503,12 @@ impl Engine {
         for (i, old) in self.rules.nodes.iter().enumerate() {
             match new_rules.node_index(&old.name) {
                 Some(j) if new_rules.nodes[j].is_segment() == old.is_segment() => {
-                    if old.is_segment() {
-                        members.seg[j] = self.members.seg[i].clone();
-                        members.seg_count[j] = self.members.seg_count[i];
-                        if !members.last_exit[j].is_empty() && !self.members.last_exit[i].is_empty()
-                        {
-                            members.last_exit[j] = self.members.last_exit[i].clone();
-                        }
-                    } else if let (
-                        NodeKind::Lifecycle { stages: os },
-                        NodeKind::Lifecycle { stages: ns },
-                    ) = (&old.kind, &new_rules.nodes[j].kind)
-                    {
-                        // Stages are matched by name; a stage that disappeared reads as none.
-                        let map: Vec<u8> = os
+                    // Stages are matched by name; a stage that disappeared reads as none.
+                    let map: Vec<u8> = match (&old.kind, &new_rules.nodes[j].kind) {
+                        (
+                            NodeKind::Lifecycle { stages: os },
+                            NodeKind::Lifecycle { stages: ns },
+                        ) => os
                             .iter()
                             .map(|(name, _)| {
                                 ns.iter()
@@ -510,31 +516,28 @@ impl Engine {
                                     .map(|p| p as u8)
                                     .unwrap_or(NO_STAGE)
                             })
-                            .collect();
-                        for c in 0..n {
-                            let s = self.members.stage[i][c];
-                            let mapped = if s == NO_STAGE {
-                                NO_STAGE
-                            } else {
-                                map[s as usize]
-                            };
-                            members.stage[j][c] = mapped;
-                            if mapped != NO_STAGE {
-                                members.stage_count[j][mapped as usize] += 1;
-                            }
-                        }
+                            .collect(),
+                        _ => vec![0, 1],
+                    };
+                    for c in self.members.customers_in(i) {
+                        let cell = self.members.cell(i, c);
+                        let to = map.get(cell as usize).copied().unwrap_or(NO_STAGE);
+                        members.transition(j, c, to, now);
+                    }
+                    if let Some(times) = self.members.last_exit_column(i) {
+                        members.set_last_exit_column(j, times.to_vec());
                     }
                 }
                 _ => {
                     for c in 0..n {
                         let from_stage = match &old.kind {
                             NodeKind::Segment { .. } => None,
-                            NodeKind::Lifecycle { stages } => match self.members.stage[i][c] {
+                            NodeKind::Lifecycle { stages } => match self.members.stage(i, c) {
                                 NO_STAGE => None,
                                 s => Some(stages[s as usize].0.clone()),
                             },
                         };
-                        let was_member = old.is_segment() && self.members.seg[i][c];
+                        let was_member = old.is_segment() && self.members.is_member(i, c);
                         if was_member || from_stage.is_some() {
                             removed.push(RemovedNodeExit {
                                 customer: c as u32,

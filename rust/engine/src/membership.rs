@@ -1,6 +1,11 @@
 //! Who is in which segment or lifecycle stage, and the changes between
 //! evaluations.
 
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Int64Array};
+
+use crate::error::{EngineError, Result};
 use crate::rules::compile::{CompiledRules, NodeKind};
 use crate::state::aggregates::NO_LAST;
 
@@ -76,111 +81,267 @@ pub struct Change {
     pub cause: Cause,
 }
 
-/// Membership columns, indexed by node then customer.
+/// Who is where: one row of cells per customer, one cell per node (a
+/// segment's cell is 0 or 1, a lifecycle's the stage index or `NO_STAGE`),
+/// so reading or comparing all of a customer's memberships touches one
+/// cache line. Counts per segment and stage are kept by the one method that
+/// changes a cell, `transition`.
 #[derive(Debug, Clone, Default)]
 pub struct Memberships {
-    /// Segment membership (empty for lifecycles).
-    pub seg: Vec<Vec<bool>>,
-    /// Lifecycle stage (empty for segments).
-    pub stage: Vec<Vec<u8>>,
-    /// Last exit time, for segments with a cooldown.
-    pub last_exit: Vec<Vec<i64>>,
-    /// Members per segment.
-    pub seg_count: Vec<usize>,
-    /// Customers per stage, per lifecycle.
-    pub stage_count: Vec<Vec<usize>>,
+    /// Cells of a customer with no memberships, one per node.
+    blank: Vec<u8>,
+    /// `cells[c * width + n]`: customer `c`, node `n`.
+    cells: Vec<u8>,
+    /// Last exit time per customer, for segments with a cooldown (empty
+    /// for the other nodes).
+    last_exit: Vec<Vec<i64>>,
+    /// Members per segment; customers per stage for lifecycles.
+    counts: Vec<Vec<usize>>,
+    cooldown: Vec<bool>,
 }
 
 impl Memberships {
     /// Empty memberships for the rules.
     pub fn new(rules: &CompiledRules) -> Self {
-        let n = rules.nodes.len();
-        let mut m = Memberships {
-            seg: vec![Vec::new(); n],
-            stage: vec![Vec::new(); n],
-            last_exit: vec![Vec::new(); n],
-            seg_count: vec![0; n],
-            stage_count: vec![Vec::new(); n],
-        };
-        for (i, node) in rules.nodes.iter().enumerate() {
-            if let NodeKind::Lifecycle { stages } = &node.kind {
-                m.stage_count[i] = vec![0; stages.len()];
+        let mut m = Memberships::default();
+        for node in &rules.nodes {
+            match &node.kind {
+                NodeKind::Segment { cooldown, .. } => {
+                    m.blank.push(0);
+                    m.counts.push(vec![0]);
+                    m.cooldown.push(cooldown.is_some());
+                }
+                NodeKind::Lifecycle { stages } => {
+                    m.blank.push(NO_STAGE);
+                    m.counts.push(vec![0; stages.len()]);
+                    m.cooldown.push(false);
+                }
             }
+            m.last_exit.push(Vec::new());
         }
         m
+    }
+
+    fn width(&self) -> usize {
+        self.blank.len()
+    }
+
+    /// Customers with a row.
+    pub fn len(&self) -> usize {
+        self.cells.len().checked_div(self.width()).unwrap_or(0)
+    }
+
+    /// True when no customer has a row.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Grows to `len` customers.
+    pub fn grow(&mut self, len: usize) {
+        let w = self.width();
+        while self.len() < len && w > 0 {
+            self.cells.extend_from_slice(&self.blank);
+        }
+        for (n, col) in self.last_exit.iter_mut().enumerate() {
+            if self.cooldown[n] && col.len() < len {
+                col.resize(len, NO_LAST);
+            }
+        }
     }
 
     /// Appends another engine's customers (same rules, both grown to their
     /// customer counts) after these (see `Engine::merge`).
     pub fn append(&mut self, other: Memberships) {
-        for (mine, theirs) in self.seg.iter_mut().zip(other.seg) {
-            mine.extend(theirs);
-        }
-        for (mine, theirs) in self.stage.iter_mut().zip(other.stage) {
-            mine.extend(theirs);
-        }
+        self.cells.extend(other.cells);
         for (mine, theirs) in self.last_exit.iter_mut().zip(other.last_exit) {
             mine.extend(theirs);
         }
-        for (mine, theirs) in self.seg_count.iter_mut().zip(other.seg_count) {
-            *mine += theirs;
-        }
-        for (mine, theirs) in self.stage_count.iter_mut().zip(other.stage_count) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             for (m, t) in mine.iter_mut().zip(theirs) {
                 *m += t;
             }
         }
     }
 
-    /// Moves customer `c` in or out of segment `n` at `now`, keeping the
-    /// count and, for a segment with a cooldown, the time of the last exit.
+    /// Node `n`'s cell for customer `c` (blank past the known customers).
     #[inline]
-    pub fn set_segment(&mut self, n: usize, c: usize, is: bool, now: i64) {
-        if self.seg[n][c] == is {
-            return;
+    pub fn cell(&self, n: usize, c: usize) -> u8 {
+        self.cells
+            .get(c * self.width() + n)
+            .copied()
+            .unwrap_or(self.blank[n])
+    }
+
+    /// True when customer `c` is in segment `n`.
+    #[inline]
+    pub fn is_member(&self, n: usize, c: usize) -> bool {
+        self.cell(n, c) == 1
+    }
+
+    /// Customer `c`'s stage in lifecycle `n`, or `NO_STAGE`.
+    #[inline]
+    pub fn stage(&self, n: usize, c: usize) -> u8 {
+        self.cell(n, c)
+    }
+
+    /// When customer `c` last left segment `n`, for segments with a cooldown.
+    #[inline]
+    pub fn last_exit(&self, n: usize, c: usize) -> Option<i64> {
+        self.last_exit[n].get(c).copied().filter(|&t| t != NO_LAST)
+    }
+
+    /// Starts loading customer `c`'s row.
+    #[inline]
+    pub fn prefetch(&self, c: usize) {
+        if let Some(cell) = self.cells.get(c * self.width()) {
+            crate::state::keyed::prefetch_read(cell);
         }
-        self.seg[n][c] = is;
-        if is {
-            self.seg_count[n] += 1;
+    }
+
+    /// Sets node `n`'s cell of customer `c` to `to` at `now` (for a segment
+    /// 0 or 1, for a lifecycle a stage or `NO_STAGE`) and returns the cell
+    /// before. Keeps the counts and, when a segment with a cooldown is left,
+    /// the time of the exit.
+    #[inline]
+    pub fn transition(&mut self, n: usize, c: usize, to: u8, now: i64) -> u8 {
+        let i = c * self.width() + n;
+        let from = std::mem::replace(&mut self.cells[i], to);
+        if from == to {
+            return from;
+        }
+        let segment = self.blank[n] == 0;
+        let slot = |v: u8| (!segment && v != NO_STAGE).then_some(v as usize);
+        if segment {
+            if to == 1 {
+                self.counts[n][0] += 1;
+            } else {
+                self.counts[n][0] -= 1;
+                if let Some(t) = self.last_exit[n].get_mut(c) {
+                    *t = now;
+                }
+            }
         } else {
-            self.seg_count[n] -= 1;
-            if let Some(slot) = self.last_exit[n].get_mut(c) {
-                *slot = now;
+            if let Some(f) = slot(from) {
+                self.counts[n][f] -= 1;
+            }
+            if let Some(t) = slot(to) {
+                self.counts[n][t] += 1;
             }
         }
+        from
     }
 
-    /// Moves customer `c` to stage `to` (or `NO_STAGE`) of lifecycle `n`,
-    /// keeping the per-stage counts.
-    #[inline]
-    pub fn set_stage(&mut self, n: usize, c: usize, to: u8) {
-        let from = std::mem::replace(&mut self.stage[n][c], to);
-        if from != NO_STAGE {
-            self.stage_count[n][from as usize] -= 1;
-        }
-        if to != NO_STAGE {
-            self.stage_count[n][to as usize] += 1;
+    /// Members of segment `n`.
+    pub fn segment_count(&self, n: usize) -> usize {
+        self.counts[n][0]
+    }
+
+    /// Customers per stage of lifecycle `n`.
+    pub fn stage_counts(&self, n: usize) -> &[usize] {
+        &self.counts[n]
+    }
+
+    /// Per node: members of a segment, or customers per stage of a lifecycle.
+    pub fn counts(&self) -> &[Vec<usize>] {
+        &self.counts
+    }
+
+    /// Node `n`'s cells of the first `len` customers.
+    pub fn column(&self, n: usize, len: usize) -> impl Iterator<Item = u8> + '_ {
+        (0..len).map(move |c| self.cell(n, c))
+    }
+
+    /// The customers whose cell of node `n` is not blank.
+    pub fn customers_in(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(move |&c| self.cell(n, c) != self.blank[n])
+    }
+
+    /// Exit times of segment `n`'s customers, if it has a cooldown.
+    pub fn last_exit_column(&self, n: usize) -> Option<&[i64]> {
+        self.cooldown[n].then_some(self.last_exit[n].as_slice())
+    }
+
+    /// Replaces segment `n`'s exit times (checkpoints, rule changes).
+    pub fn set_last_exit_column(&mut self, n: usize, times: Vec<i64>) {
+        if self.cooldown[n] {
+            self.last_exit[n] = times;
         }
     }
 
-    /// Grows to `len` customers.
-    pub fn grow(&mut self, rules: &CompiledRules, len: usize) {
+    /// The first `n` customers' cells as checkpoint columns: `seg:<name>`
+    /// booleans (plus `last_exit:<name>` times for a cooldown) and
+    /// `stage:<name>` stage indexes.
+    pub fn to_columns(&self, rules: &CompiledRules, n: usize) -> Vec<(String, ArrayRef)> {
+        let mut out: Vec<(String, ArrayRef)> = Vec::new();
         for (i, node) in rules.nodes.iter().enumerate() {
-            match &node.kind {
-                NodeKind::Segment { cooldown, .. } => {
-                    if self.seg[i].len() < len {
-                        self.seg[i].resize(len, false);
-                    }
-                    if cooldown.is_some() && self.last_exit[i].len() < len {
-                        self.last_exit[i].resize(len, NO_LAST);
-                    }
+            if node.is_segment() {
+                let vals: BooleanArray = self.column(i, n).map(|v| Some(v == 1)).collect();
+                out.push((format!("seg:{}", node.name), Arc::new(vals)));
+                if let Some(times) = self.last_exit_column(i) {
+                    let vals = Int64Array::from_iter_values(times[..n].iter().copied());
+                    out.push((format!("last_exit:{}", node.name), Arc::new(vals)));
                 }
-                NodeKind::Lifecycle { .. } => {
-                    if self.stage[i].len() < len {
-                        self.stage[i].resize(len, NO_STAGE);
-                    }
-                }
+            } else {
+                let vals = Int64Array::from_iter_values(self.column(i, n).map(i64::from));
+                out.push((format!("stage:{}", node.name), Arc::new(vals)));
             }
         }
+        out
+    }
+
+    /// Rebuilds `n` customers' memberships from the columns `to_columns`
+    /// wrote, read by name with `bools` and `ints` (which give the
+    /// checkpoint's errors for a missing or mistyped column).
+    pub fn from_columns(
+        rules: &CompiledRules,
+        n: usize,
+        bools: impl Fn(&str) -> Result<Vec<bool>>,
+        ints: impl Fn(&str) -> Result<Vec<i64>>,
+    ) -> Result<Self> {
+        let bad = |m: String| EngineError::Checkpoint(m);
+        let mut m = Memberships::new(rules);
+        m.grow(n);
+        for (i, node) in rules.nodes.iter().enumerate() {
+            let cells: Vec<u8> = match &node.kind {
+                NodeKind::Segment { .. } => {
+                    let name = format!("seg:{}", node.name);
+                    bools(&name)?.into_iter().map(u8::from).collect()
+                }
+                NodeKind::Lifecycle { stages } => {
+                    let name = format!("stage:{}", node.name);
+                    let vals = ints(&name)?;
+                    vals.into_iter()
+                        .map(|v| match u8::try_from(v) {
+                            Ok(s) if s == NO_STAGE || (s as usize) < stages.len() => Ok(s),
+                            _ => Err(bad(format!(
+                                "stage index {v} out of range for `{}`",
+                                node.name
+                            ))),
+                        })
+                        .collect::<Result<_>>()?
+                }
+            };
+            if cells.len() != n {
+                return Err(bad(format!(
+                    "`{}` has {} rows, expected {n}",
+                    node.name,
+                    cells.len()
+                )));
+            }
+            for (c, v) in cells.into_iter().enumerate() {
+                m.transition(i, c, v, NO_LAST);
+            }
+            if m.cooldown[i] {
+                let times = ints(&format!("last_exit:{}", node.name))?;
+                if times.len() != n {
+                    return Err(bad(format!(
+                        "`last_exit:{}` has the wrong length",
+                        node.name
+                    )));
+                }
+                m.last_exit[i] = times;
+            }
+        }
+        Ok(m)
     }
 }

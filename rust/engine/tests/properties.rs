@@ -271,15 +271,9 @@ fn same_engines(a: &Engine, b: &Engine, what: &str) -> Result<(), TestCaseError>
         }
     }
     prop_assert_eq!(
-        &a.members.seg_count,
-        &b.members.seg_count,
-        "{}: segment counts",
-        what
-    );
-    prop_assert_eq!(
-        &a.members.stage_count,
-        &b.members.stage_count,
-        "{}: stage counts",
+        a.members.counts(),
+        b.members.counts(),
+        "{}: segment and stage counts",
         what
     );
     Ok(())

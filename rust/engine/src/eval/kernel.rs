@@ -377,18 +377,16 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
         }
         Op::InSegment { dst, n } => {
             let (_, d) = split(regs, *dst);
-            let col = &inp.members.seg[*n];
             for &i in sel {
                 let i = i as usize;
-                d.truth[i] = col.get(cs[i] as usize).copied().unwrap_or(false) as u8;
+                d.truth[i] = inp.members.is_member(*n, cs[i] as usize) as u8;
             }
         }
         Op::StageIs { dst, n, stage, eq } => {
             let (_, d) = split(regs, *dst);
-            let col = &inp.members.stage[*n];
             for &i in sel {
                 let i = i as usize;
-                let s = col.get(cs[i] as usize).copied().unwrap_or(NO_STAGE);
+                let s = inp.members.stage(*n, cs[i] as usize);
                 d.truth[i] = if s == NO_STAGE {
                     NULL
                 } else {
@@ -702,50 +700,36 @@ fn exec(regs: &mut [RegData], op: &Op, sel: &[u16], inp: &Inputs<'_>, next: &mut
 fn gather_field(d: &mut RegData, f: Field, sel: &[u16], st: &State, cs: &[u32]) {
     let a = &st.agg;
     macro_rules! each {
-        (|$c:ident| $e:expr) => {
+        (|$r:ident, $c:ident| $e:expr) => {
             for &i in sel {
                 let i = i as usize;
                 let $c = cs[i] as usize;
+                let $r = a.row($c);
                 let (v, null): (i64, bool) = $e;
                 d.int[i] = v;
                 d.null[i] = null;
             }
         };
     }
+    let opt = |v: Option<i64>| (v.unwrap_or(0), v.is_none());
     match f {
-        Field::Ltv => each!(|c| (a.ltv(c), false)),
-        Field::GrossSpend => each!(|c| (a.gross[c], false)),
-        Field::Refunded => each!(|c| (a.refunded[c], false)),
-        Field::MaxOrder => each!(|c| (a.max_order[c], a.orders[c] == 0)),
-        Field::Aov => each!(|c| {
-            let n = a.orders[c] as i64;
-            if n == 0 {
-                (0, true)
-            } else {
-                (a.ltv(c) / n, false)
-            }
-        }),
-        Field::Orders => each!(|c| (a.orders[c] as i64, false)),
-        Field::Refunds => each!(|c| (a.refunds[c] as i64, false)),
-        Field::Items => each!(|c| (a.items[c] as i64, false)),
-        Field::MaxQuantity => each!(|c| (a.max_quantity[c] as i64, false)),
-        Field::FirstPurchaseAt => each!(|c| {
-            let t = a.first_purchase[c];
-            (t, t == NO_FIRST)
-        }),
-        Field::LastPurchaseAt => each!(|c| {
-            let t = a.last_purchase[c];
-            (t, t == NO_LAST)
-        }),
-        Field::LastRefundAt => each!(|c| {
-            let t = a.last_refund[c];
-            (t, t == NO_LAST)
-        }),
-        Field::DistinctCategories => each!(|c| (
+        Field::Ltv => each!(|r, _c| (r.ltv(), false)),
+        Field::GrossSpend => each!(|r, _c| (r.gross, false)),
+        Field::Refunded => each!(|r, _c| (r.refunded, false)),
+        Field::MaxOrder => each!(|r, _c| opt(r.max_order())),
+        Field::Aov => each!(|r, _c| opt(r.aov())),
+        Field::Orders => each!(|r, _c| (r.orders as i64, false)),
+        Field::Refunds => each!(|r, _c| (r.refunds as i64, false)),
+        Field::Items => each!(|r, _c| (r.items as i64, false)),
+        Field::MaxQuantity => each!(|r, _c| (r.max_quantity as i64, false)),
+        Field::FirstPurchaseAt => each!(|r, _c| (r.first_purchase, r.first_purchase == NO_FIRST)),
+        Field::LastPurchaseAt => each!(|r, _c| (r.last_purchase, r.last_purchase == NO_LAST)),
+        Field::LastRefundAt => each!(|r, _c| (r.last_refund, r.last_refund == NO_LAST)),
+        Field::DistinctCategories => each!(|_r, c| (
             st.keyed.category_sets.get(c).map(|s| s.len()).unwrap_or(0) as i64,
             false
         )),
-        Field::DistinctProducts => each!(|c| (
+        Field::DistinctProducts => each!(|_r, c| (
             st.keyed.product_sets.get(c).map(|s| s.len()).unwrap_or(0) as i64,
             false
         )),

@@ -15,7 +15,6 @@ use program::{Programs, TRUE};
 
 use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
 use crate::rules::compile::{CompiledRules, NodeKind};
-use crate::state::aggregates::NO_LAST;
 use crate::state::State;
 use crate::time::timers::{TimerIndex, NEVER};
 
@@ -125,13 +124,12 @@ impl Evaluator {
                     for i in 0..len {
                         let c = cs[i] as usize;
                         let holds = truth[i] == TRUE;
-                        let was = members.seg[n][c];
+                        let was = members.is_member(n, c);
                         let mut is = holds;
                         if holds && !was {
-                            if let Some(cd) = cooldown {
-                                let last = members.last_exit[n][c];
+                            if let (Some(cd), Some(last)) = (cooldown, members.last_exit(n, c)) {
                                 let until = last.saturating_add(*cd);
-                                if last != NO_LAST && now[i] < until {
+                                if now[i] < until {
                                     is = false;
                                     if until < self.next[i] {
                                         self.next[i] = until;
@@ -140,7 +138,7 @@ impl Evaluator {
                             }
                         }
                         if is != was {
-                            members.set_segment(n, c, is, now[i]);
+                            members.transition(n, c, is as u8, now[i]);
                             let kind = if is {
                                 ChangeKind::Enter
                             } else {
@@ -184,9 +182,9 @@ impl Evaluator {
                     }
                     for (i, &c) in cs.iter().enumerate() {
                         let c = c as usize;
-                        let (from, to) = (members.stage[n][c], self.stage[i]);
+                        let (from, to) = (members.stage(n, c), self.stage[i]);
                         if from != to {
-                            members.set_stage(n, c, to);
+                            members.transition(n, c, to, now[i]);
                             let kind = match (from, to) {
                                 (NO_STAGE, _) => ChangeKind::Enter,
                                 (_, NO_STAGE) => ChangeKind::Exit,

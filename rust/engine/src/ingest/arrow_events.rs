@@ -166,6 +166,20 @@ pub fn apply_resolved(
     r: &Resolved,
     touched: &mut Touched,
 ) -> (Rejected, BatchStats) {
+    let (mut grouped, rejected, stats) = group_resolved(state, r, touched);
+    grouped.apply_through(state, clock, u32::MAX);
+    (rejected, stats)
+}
+
+/// The first pass of `apply_resolved` alone: validates, interns and groups
+/// the rows, applying none, so that the caller can apply them a range of
+/// customers at a time (`Grouped::apply_through`) and evaluate each range
+/// while its state is still in cache.
+pub fn group_resolved(
+    state: &mut State,
+    r: &Resolved,
+    touched: &mut Touched,
+) -> (Grouped, Rejected, BatchStats) {
     let Resolved {
         rows,
         ids,
@@ -331,21 +345,45 @@ pub fn apply_resolved(
         .map(|p| pending[p as usize])
         .collect();
     drop(pending);
-    for p in 0..sorted.len() {
-        prefetch_row(state, clock, &sorted, p + PREFETCH_DISTANCE, false);
-        prefetch_row(state, clock, &sorted, p + PREFETCH_DISTANCE / 2, true);
-        let ev = &sorted[p];
-        arena.fill(ev.tag, &mut tags);
-        let row = EventRow {
-            ts: ev.ts,
-            kind: ev.kind,
-            amount: ev.amount,
-            quantity: (ev.quantity >= 0).then_some(ev.quantity),
-            tags: &tags,
-        };
-        state.apply(ev.customer, &row, clock);
+    let grouped = Grouped {
+        sorted,
+        arena,
+        tags,
+        next: 0,
+    };
+    (grouped, rejected, stats)
+}
+
+/// A batch's valid rows in customer order, applied front to back.
+pub struct Grouped {
+    sorted: Vec<Pending>,
+    arena: TagArena,
+    tags: EventTags,
+    /// The first row not applied yet.
+    next: usize,
+}
+
+impl Grouped {
+    /// Applies the rows not applied yet whose customer index is at most
+    /// `last`. `clock` bounds window pruning.
+    pub fn apply_through(&mut self, state: &mut State, clock: Option<i64>, last: u32) {
+        let sorted = &self.sorted;
+        while let Some(ev) = sorted.get(self.next).filter(|ev| ev.customer <= last) {
+            let p = self.next;
+            prefetch_row(state, clock, sorted, p + PREFETCH_DISTANCE, false);
+            prefetch_row(state, clock, sorted, p + PREFETCH_DISTANCE / 2, true);
+            self.arena.fill(ev.tag, &mut self.tags);
+            let row = EventRow {
+                ts: ev.ts,
+                kind: ev.kind,
+                amount: ev.amount,
+                quantity: (ev.quantity >= 0).then_some(ev.quantity),
+                tags: &self.tags,
+            };
+            state.apply(ev.customer, &row, clock);
+            self.next += 1;
+        }
     }
-    (rejected, stats)
 }
 
 /// A validated row waiting to be applied.

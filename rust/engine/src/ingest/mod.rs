@@ -7,7 +7,7 @@ pub mod arrow_traits;
 pub mod columns;
 pub mod json;
 
-pub use arrow_events::{apply_resolved, resolve, Shard};
+pub use arrow_events::{apply_resolved, group_resolved, resolve, Grouped, Shard};
 pub use arrow_traits::apply_trait_batch;
 pub use json::apply_json_messages;
 

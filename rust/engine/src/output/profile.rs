@@ -39,34 +39,37 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
         },
     );
     m.insert("ltv".into(), money(a.ltv(c)));
-    m.insert("gross_spend".into(), money(a.gross[c]));
-    m.insert("refunded".into(), money(a.refunded[c]));
+    m.insert("gross_spend".into(), money(a.row(c).gross));
+    m.insert("refunded".into(), money(a.row(c).refunded));
     m.insert(
         "max_order".into(),
-        if a.orders[c] > 0 {
-            money(a.max_order[c])
+        if a.row(c).orders > 0 {
+            money(a.row(c).max_order)
         } else {
             J::Null
         },
     );
     m.insert(
         "aov".into(),
-        if a.orders[c] > 0 {
-            money(a.ltv(c) / a.orders[c] as i64)
+        if a.row(c).orders > 0 {
+            money(a.ltv(c) / a.row(c).orders as i64)
         } else {
             J::Null
         },
     );
-    m.insert("orders".into(), json!(a.orders[c]));
-    m.insert("refunds".into(), json!(a.refunds[c]));
-    m.insert("items".into(), json!(a.items[c]));
-    m.insert("max_quantity".into(), json!(a.max_quantity[c]));
+    m.insert("orders".into(), json!(a.row(c).orders));
+    m.insert("refunds".into(), json!(a.row(c).refunds));
+    m.insert("items".into(), json!(a.row(c).items));
+    m.insert("max_quantity".into(), json!(a.row(c).max_quantity));
     m.insert(
         "first_purchase_at".into(),
-        ts(a.first_purchase[c], NO_FIRST),
+        ts(a.row(c).first_purchase, NO_FIRST),
     );
-    m.insert("last_purchase_at".into(), ts(a.last_purchase[c], NO_LAST));
-    m.insert("last_refund_at".into(), ts(a.last_refund[c], NO_LAST));
+    m.insert(
+        "last_purchase_at".into(),
+        ts(a.row(c).last_purchase, NO_LAST),
+    );
+    m.insert("last_refund_at".into(), ts(a.row(c).last_refund, NO_LAST));
     let k = &engine.state.keyed;
     if k.needs.category_set {
         let names: Vec<&str> = k.category_sets[c].iter().map(|&s| k.symbol(s)).collect();
@@ -97,7 +100,7 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
     for (i, node) in engine.rules.nodes.iter().enumerate() {
         match &node.kind {
             NodeKind::Segment { holdout, .. } => {
-                if engine.members.seg[i][c] {
+                if engine.members.is_member(i, c) {
                     segments.push(json!(node.name));
                     if holdout_flag(
                         engine.state.ids.get(c as u32),
@@ -110,7 +113,7 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
                 }
             }
             NodeKind::Lifecycle { stages: st } => {
-                let s = engine.members.stage[i][c];
+                let s = engine.members.stage(i, c);
                 stages.insert(
                     node.name.clone(),
                     if s == NO_STAGE {
@@ -143,12 +146,12 @@ pub fn stats_json(engine: &Engine) -> J {
     for (i, node) in engine.rules.nodes.iter().enumerate() {
         match &node.kind {
             NodeKind::Segment { .. } => {
-                m.insert(node.name.clone(), json!(engine.members.seg_count[i]));
+                m.insert(node.name.clone(), json!(engine.members.segment_count(i)));
             }
             NodeKind::Lifecycle { stages } => {
                 let mut s = Map::new();
                 for (j, (name, _)) in stages.iter().enumerate() {
-                    s.insert(name.clone(), json!(engine.members.stage_count[i][j]));
+                    s.insert(name.clone(), json!(engine.members.stage_counts(i)[j]));
                 }
                 m.insert(node.name.clone(), J::Object(s));
             }

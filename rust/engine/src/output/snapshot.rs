@@ -17,7 +17,7 @@ use crate::membership::NO_STAGE;
 use crate::rules::compile::NodeKind;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::TraitType;
-use crate::state::aggregates::{NO_FIRST, NO_LAST};
+use crate::state::aggregates::{Base, NO_FIRST, NO_LAST};
 use crate::state::IdKind;
 
 /// The ids of the given customers as an Arrow array.
@@ -69,65 +69,60 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
             fields.push(Field::new(name, money_type.clone(), true));
             cols.push(Arc::new(arr));
         };
-    let orders = |c: usize| a.orders[c];
+    let rows = &a.rows()[..n];
     money(
         "ltv",
-        (0..n).map(|c| Some(a.ltv(c))).collect(),
+        rows.iter().map(|r| Some(r.ltv())).collect(),
         &mut fields,
         &mut cols,
     );
     money(
         "gross_spend",
-        a.gross[..n].iter().map(|&v| Some(v)).collect(),
+        rows.iter().map(|r| Some(r.gross)).collect(),
         &mut fields,
         &mut cols,
     );
     money(
         "refunded",
-        a.refunded[..n].iter().map(|&v| Some(v)).collect(),
+        rows.iter().map(|r| Some(r.refunded)).collect(),
         &mut fields,
         &mut cols,
     );
     money(
         "max_order",
-        (0..n)
-            .map(|c| (orders(c) > 0).then(|| a.max_order[c]))
-            .collect(),
+        rows.iter().map(|r| r.max_order()).collect(),
         &mut fields,
         &mut cols,
     );
     money(
         "aov",
-        (0..n)
-            .map(|c| (orders(c) > 0).then(|| a.ltv(c) / orders(c) as i64))
-            .collect(),
+        rows.iter().map(|r| r.aov()).collect(),
         &mut fields,
         &mut cols,
     );
-    let mut int = |name: &str, vals: &[u32]| {
+    let mut int = |name: &str, get: fn(&Base) -> u32| {
         fields.push(Field::new(name, DataType::Int64, false));
         cols.push(Arc::new(Int64Array::from_iter_values(
-            vals[..n].iter().map(|&v| v as i64),
+            rows.iter().map(|r| get(r) as i64),
         )));
     };
-    int("orders", &a.orders);
-    int("refunds", &a.refunds);
-    int("items", &a.items);
-    int("max_quantity", &a.max_quantity);
-    let mut ts = |name: &str, vals: &[i64], none: i64| {
+    int("orders", |r| r.orders);
+    int("refunds", |r| r.refunds);
+    int("items", |r| r.items);
+    int("max_quantity", |r| r.max_quantity);
+    let mut ts = |name: &str, get: fn(&Base) -> i64, none: i64| {
         fields.push(Field::new(name, ts_type(), true));
         let arr = TimestampMillisecondArray::from(
-            vals[..n]
-                .iter()
-                .map(|&v| (v != none).then_some(v))
+            rows.iter()
+                .map(|r| Some(get(r)).filter(|&v| v != none))
                 .collect::<Vec<_>>(),
         )
         .with_timezone("UTC");
         cols.push(Arc::new(arr));
     };
-    ts("first_purchase_at", &a.first_purchase, NO_FIRST);
-    ts("last_purchase_at", &a.last_purchase, NO_LAST);
-    ts("last_refund_at", &a.last_refund, NO_LAST);
+    ts("first_purchase_at", |r| r.first_purchase, NO_FIRST);
+    ts("last_purchase_at", |r| r.last_purchase, NO_LAST);
+    ts("last_refund_at", |r| r.last_refund, NO_LAST);
     let k = &engine.state.keyed;
     if k.needs.category_set {
         fields.push(Field::new("distinct_categories", DataType::Int64, false));
@@ -212,15 +207,18 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
             NodeKind::Segment { .. } => {
                 fields.push(Field::new(&node.name, DataType::Boolean, false));
                 let mut b = BooleanBuilder::with_capacity(n);
-                b.append_slice(&engine.members.seg[i][..n]);
+                for cell in engine.members.column(i, n) {
+                    b.append_value(cell == 1);
+                }
                 cols.push(Arc::new(b.finish()));
             }
             NodeKind::Lifecycle { stages } => {
                 fields.push(Field::new(&node.name, DataType::Utf8, true));
                 let arr = StringArray::from_iter(
-                    engine.members.stage[i][..n]
-                        .iter()
-                        .map(|&s| (s != NO_STAGE).then(|| stages[s as usize].0.as_str())),
+                    engine
+                        .members
+                        .column(i, n)
+                        .map(|s| (s != NO_STAGE).then(|| stages[s as usize].0.as_str())),
                 );
                 cols.push(Arc::new(arr));
             }

@@ -138,12 +138,9 @@ impl<'a> EvalCtx<'a> {
                 let out = if is_month { month_of(t) } else { year_of(t) };
                 (out.map(Value::Int).unwrap_or(Value::Null), 0)
             }
-            Expr::InSegment(n) => (
-                Value::Bool(self.members.seg[*n].get(c).copied().unwrap_or(false)),
-                0,
-            ),
+            Expr::InSegment(n) => (Value::Bool(self.members.is_member(*n, c)), 0),
             Expr::Stage(n) => {
-                let s = self.members.stage[*n].get(c).copied().unwrap_or(NO_STAGE);
+                let s = self.members.stage(*n, c);
                 match (&self.rules.nodes[*n].kind, s) {
                     (_, NO_STAGE) => (Value::Null, 0),
                     (NodeKind::Lifecycle { stages }, s) => {
@@ -266,29 +263,29 @@ impl<'a> EvalCtx<'a> {
         let ts = |v: i64, none: i64| if v == none { Value::Null } else { Value::Ts(v) };
         match f {
             Field::Ltv => Value::Money(a.ltv(c)),
-            Field::GrossSpend => Value::Money(a.gross[c]),
-            Field::Refunded => Value::Money(a.refunded[c]),
+            Field::GrossSpend => Value::Money(a.row(c).gross),
+            Field::Refunded => Value::Money(a.row(c).refunded),
             Field::MaxOrder => {
-                if a.orders[c] == 0 {
+                if a.row(c).orders == 0 {
                     Value::Null
                 } else {
-                    Value::Money(a.max_order[c])
+                    Value::Money(a.row(c).max_order)
                 }
             }
             Field::Aov => {
-                if a.orders[c] == 0 {
+                if a.row(c).orders == 0 {
                     Value::Null
                 } else {
-                    Value::Money(a.ltv(c) / a.orders[c] as i64)
+                    Value::Money(a.ltv(c) / a.row(c).orders as i64)
                 }
             }
-            Field::Orders => Value::Int(a.orders[c] as i64),
-            Field::Refunds => Value::Int(a.refunds[c] as i64),
-            Field::Items => Value::Int(a.items[c] as i64),
-            Field::MaxQuantity => Value::Int(a.max_quantity[c] as i64),
-            Field::FirstPurchaseAt => ts(a.first_purchase[c], NO_FIRST),
-            Field::LastPurchaseAt => ts(a.last_purchase[c], NO_LAST),
-            Field::LastRefundAt => ts(a.last_refund[c], NO_LAST),
+            Field::Orders => Value::Int(a.row(c).orders as i64),
+            Field::Refunds => Value::Int(a.row(c).refunds as i64),
+            Field::Items => Value::Int(a.row(c).items as i64),
+            Field::MaxQuantity => Value::Int(a.row(c).max_quantity as i64),
+            Field::FirstPurchaseAt => ts(a.row(c).first_purchase, NO_FIRST),
+            Field::LastPurchaseAt => ts(a.row(c).last_purchase, NO_LAST),
+            Field::LastRefundAt => ts(a.row(c).last_refund, NO_LAST),
             Field::DistinctCategories => Value::Int(
                 self.state
                     .keyed

@@ -1,115 +1,262 @@
-//! Base aggregates as struct-of-arrays: every one is a commutative, mergeable
-//! summary, so the result does not depend on event order or batching.
+//! Base aggregates, one 64-byte row per customer: every one is a commutative,
+//! mergeable summary, so the result does not depend on event order or
+//! batching. A row is exactly one cache line, so applying an event or
+//! evaluating a rule over a customer costs one memory access for all of
+//! them, where a column per aggregate cost one per aggregate read.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array};
 
 use super::{EventKind, EventRow};
+use crate::error::{EngineError, Result};
 
 /// Null marker for "first" times.
 pub const NO_FIRST: i64 = i64::MAX;
 /// Null marker for "last" times.
 pub const NO_LAST: i64 = i64::MIN;
 
-/// One column per aggregate, indexed by customer.
-#[derive(Debug, Clone, Default)]
-pub struct Aggregates {
-    /// Sum of purchase amounts (minor units).
-    pub gross: Vec<i64>,
+/// One customer's base aggregates (money in minor units, times in ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Base {
+    /// Sum of purchase amounts.
+    pub gross: i64,
     /// Sum of refund amounts.
-    pub refunded: Vec<i64>,
-    /// Largest purchase amount.
-    pub max_order: Vec<i64>,
-    /// First purchase time (`NO_FIRST` if none).
-    pub first_purchase: Vec<i64>,
-    /// Last purchase time (`NO_LAST` if none).
-    pub last_purchase: Vec<i64>,
-    /// Last refund time (`NO_LAST` if none).
-    pub last_refund: Vec<i64>,
+    pub refunded: i64,
+    /// Largest purchase amount (meaningless while `orders` is 0).
+    pub max_order: i64,
+    /// `NO_FIRST` until the first purchase.
+    pub first_purchase: i64,
+    /// `NO_LAST` until the first purchase.
+    pub last_purchase: i64,
+    /// `NO_LAST` until the first refund.
+    pub last_refund: i64,
     /// Purchase count.
-    pub orders: Vec<u32>,
+    pub orders: u32,
     /// Refund count.
-    pub refunds: Vec<u32>,
-    /// Items bought.
-    pub items: Vec<u32>,
+    pub refunds: u32,
+    /// Items bought (an order without a quantity counts one).
+    pub items: u32,
     /// Largest quantity in one order.
-    pub max_quantity: Vec<u32>,
+    pub max_quantity: u32,
 }
 
-impl Aggregates {
-    /// Grows every column to `n` customers.
-    pub fn grow(&mut self, n: usize) {
-        if self.gross.len() >= n {
-            return;
+const _: () = assert!(std::mem::size_of::<Base>() == 64);
+
+impl Default for Base {
+    fn default() -> Self {
+        Base {
+            gross: 0,
+            refunded: 0,
+            max_order: 0,
+            first_purchase: NO_FIRST,
+            last_purchase: NO_LAST,
+            last_refund: NO_LAST,
+            orders: 0,
+            refunds: 0,
+            items: 0,
+            max_quantity: 0,
         }
-        self.gross.resize(n, 0);
-        self.refunded.resize(n, 0);
-        self.max_order.resize(n, 0);
-        self.first_purchase.resize(n, NO_FIRST);
-        self.last_purchase.resize(n, NO_LAST);
-        self.last_refund.resize(n, NO_LAST);
-        self.orders.resize(n, 0);
-        self.refunds.resize(n, 0);
-        self.items.resize(n, 0);
-        self.max_quantity.resize(n, 0);
+    }
+}
+
+impl Base {
+    /// Net spend.
+    #[inline]
+    pub fn ltv(&self) -> i64 {
+        self.gross.saturating_sub(self.refunded)
+    }
+
+    /// Average net order value, `None` before the first order.
+    #[inline]
+    pub fn aov(&self) -> Option<i64> {
+        (self.orders > 0).then(|| self.ltv() / self.orders as i64)
+    }
+
+    /// Largest order, `None` before the first order.
+    #[inline]
+    pub fn max_order(&self) -> Option<i64> {
+        (self.orders > 0).then_some(self.max_order)
     }
 
     /// Folds one event in.
     #[inline]
-    pub fn apply(&mut self, c: usize, ev: &EventRow<'_>) {
+    fn apply(&mut self, ev: &EventRow<'_>) {
         match ev.kind {
             EventKind::Purchase => {
-                self.gross[c] = self.gross[c].saturating_add(ev.amount);
-                self.max_order[c] = self.max_order[c].max(ev.amount);
-                self.first_purchase[c] = self.first_purchase[c].min(ev.ts);
-                self.last_purchase[c] = self.last_purchase[c].max(ev.ts);
-                self.orders[c] = self.orders[c].saturating_add(1);
+                self.gross = self.gross.saturating_add(ev.amount);
+                self.max_order = self.max_order.max(ev.amount);
+                self.first_purchase = self.first_purchase.min(ev.ts);
+                self.last_purchase = self.last_purchase.max(ev.ts);
+                self.orders = self.orders.saturating_add(1);
                 let q = ev.quantity.unwrap_or(1).clamp(0, u32::MAX as i64) as u32;
-                self.items[c] = self.items[c].saturating_add(q);
-                self.max_quantity[c] = self.max_quantity[c].max(q);
+                self.items = self.items.saturating_add(q);
+                self.max_quantity = self.max_quantity.max(q);
             }
             EventKind::Refund => {
-                self.refunded[c] = self.refunded[c].saturating_add(ev.amount);
-                self.last_refund[c] = self.last_refund[c].max(ev.ts);
-                self.refunds[c] = self.refunds[c].saturating_add(1);
+                self.refunded = self.refunded.saturating_add(ev.amount);
+                self.last_refund = self.last_refund.max(ev.ts);
+                self.refunds = self.refunds.saturating_add(1);
             }
             EventKind::Signal(_) => {}
         }
     }
+}
 
-    /// Starts loading a customer's money columns (see `Keyed::prefetch`).
-    #[inline]
-    pub fn prefetch(&self, c: usize) {
-        use super::keyed::prefetch_read;
-        if c < self.gross.len() {
-            prefetch_read(&self.gross[c]);
-            prefetch_read(&self.refunded[c]);
-            prefetch_read(&self.max_order[c]);
-            prefetch_read(&self.first_purchase[c]);
-            prefetch_read(&self.last_purchase[c]);
-            prefetch_read(&self.orders[c]);
-            prefetch_read(&self.items[c]);
-            prefetch_read(&self.max_quantity[c]);
+/// Checkpoint column names, in the order `to_columns` writes them.
+const COLUMNS: [&str; 10] = [
+    "gross",
+    "refunded",
+    "max_order",
+    "first_purchase",
+    "last_purchase",
+    "last_refund",
+    "orders",
+    "refunds",
+    "items",
+    "max_quantity",
+];
+
+/// Every customer's row, indexed by customer.
+#[derive(Debug, Clone, Default)]
+pub struct Aggregates {
+    rows: Vec<Base>,
+}
+
+impl Aggregates {
+    /// Grows to `n` customers.
+    pub fn grow(&mut self, n: usize) {
+        if self.rows.len() < n {
+            self.rows.resize(n, Base::default());
         }
     }
 
-    /// Appends another set of customers' columns after these (see `Engine::merge`).
-    pub fn append(&mut self, other: Aggregates) {
-        self.gross.extend(other.gross);
-        self.refunded.extend(other.refunded);
-        self.max_order.extend(other.max_order);
-        self.first_purchase.extend(other.first_purchase);
-        self.last_purchase.extend(other.last_purchase);
-        self.last_refund.extend(other.last_refund);
-        self.orders.extend(other.orders);
-        self.refunds.extend(other.refunds);
-        self.items.extend(other.items);
-        self.max_quantity.extend(other.max_quantity);
+    /// Customer `c`'s row.
+    #[inline]
+    pub fn row(&self, c: usize) -> &Base {
+        &self.rows[c]
     }
 
-    /// Net spend.
+    /// Every row, by customer index.
+    pub fn rows(&self) -> &[Base] {
+        &self.rows
+    }
+
+    /// Folds one event into customer `c`.
+    #[inline]
+    pub fn apply(&mut self, c: usize, ev: &EventRow<'_>) {
+        self.rows[c].apply(ev);
+    }
+
+    /// Starts loading customer `c`'s row (see `Keyed::prefetch`).
+    #[inline]
+    pub fn prefetch(&self, c: usize) {
+        if let Some(r) = self.rows.get(c) {
+            super::keyed::prefetch_read(r);
+        }
+    }
+
+    /// Appends another set of customers' rows after these (see `Engine::merge`).
+    pub fn append(&mut self, other: Aggregates) {
+        self.rows.extend(other.rows);
+    }
+
+    /// Net spend of customer `c`.
     #[inline]
     pub fn ltv(&self, c: usize) -> i64 {
-        self.gross[c].saturating_sub(self.refunded[c])
+        self.rows[c].ltv()
     }
 
-    /// Bytes per customer held by these columns.
-    pub const BYTES_PER_CUSTOMER: usize = 6 * 8 + 4 * 4;
+    /// The first `n` rows as named int64 columns, for checkpoints.
+    pub fn to_columns(&self, n: usize) -> Vec<(&'static str, ArrayRef)> {
+        let rows = &self.rows[..n];
+        let col = |f: fn(&Base) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let getters: [fn(&Base) -> i64; 10] = [
+            |r| r.gross,
+            |r| r.refunded,
+            |r| r.max_order,
+            |r| r.first_purchase,
+            |r| r.last_purchase,
+            |r| r.last_refund,
+            |r| r.orders as i64,
+            |r| r.refunds as i64,
+            |r| r.items as i64,
+            |r| r.max_quantity as i64,
+        ];
+        COLUMNS
+            .iter()
+            .zip(getters)
+            .map(|(&name, f)| (name, col(f)))
+            .collect()
+    }
+
+    /// Rebuilds `n` rows from the columns `to_columns` wrote; `read` returns
+    /// a named column's values (or the checkpoint error for a missing one).
+    pub fn from_columns(n: usize, read: impl Fn(&str) -> Result<Vec<i64>>) -> Result<Self> {
+        let mut rows = vec![Base::default(); n];
+        type Set = fn(&mut Base, i64) -> Option<()>;
+        let setters: [Set; 10] = [
+            |r, v| {
+                r.gross = v;
+                Some(())
+            },
+            |r, v| {
+                r.refunded = v;
+                Some(())
+            },
+            |r, v| {
+                r.max_order = v;
+                Some(())
+            },
+            |r, v| {
+                r.first_purchase = v;
+                Some(())
+            },
+            |r, v| {
+                r.last_purchase = v;
+                Some(())
+            },
+            |r, v| {
+                r.last_refund = v;
+                Some(())
+            },
+            |r, v| {
+                r.orders = u32::try_from(v).ok()?;
+                Some(())
+            },
+            |r, v| {
+                r.refunds = u32::try_from(v).ok()?;
+                Some(())
+            },
+            |r, v| {
+                r.items = u32::try_from(v).ok()?;
+                Some(())
+            },
+            |r, v| {
+                r.max_quantity = u32::try_from(v).ok()?;
+                Some(())
+            },
+        ];
+        for (name, set) in COLUMNS.into_iter().zip(setters) {
+            let vals = read(name)?;
+            if vals.len() != n {
+                return Err(EngineError::Checkpoint(format!(
+                    "column `{name}` has {} rows, expected {n}",
+                    vals.len()
+                )));
+            }
+            for (r, &v) in rows.iter_mut().zip(&vals) {
+                set(r, v).ok_or_else(|| {
+                    EngineError::Checkpoint(format!("column `{name}` holds {v}, out of range"))
+                })?;
+            }
+        }
+        Ok(Aggregates { rows })
+    }
+
+    /// Bytes per customer held by these rows.
+    pub const BYTES_PER_CUSTOMER: usize = std::mem::size_of::<Base>();
 }
