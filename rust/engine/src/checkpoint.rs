@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder};
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+use arrow_array::types::{Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
@@ -22,7 +22,6 @@ use crate::membership::Memberships;
 use crate::output::snapshot::ids_array;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::RuleSetSpec;
-use crate::state::keyed::Entry;
 use crate::state::{Aggregates, IdKind};
 
 /// Version written by this build; files with a larger one are refused.
@@ -97,46 +96,8 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     for (name, col) in engine.state.agg.to_columns(n) {
         push(name.into(), col);
     }
-    let i64col =
-        |v: &[i64]| -> ArrayRef { Arc::new(Int64Array::from_iter_values(v[..n].iter().copied())) };
-    let k = &engine.state.keyed;
-    for (i, acc) in k.acc.iter().enumerate() {
-        push(format!("acc_{i}"), i64col(acc));
-    }
-    for (i, hist) in k.hist.iter().enumerate() {
-        let mut b = ListBuilder::new(Int64Builder::new());
-        for entries in &hist[..n] {
-            for e in entries {
-                b.values().append_value(e.ts);
-                b.values().append_value(e.amount());
-                b.values().append_value(e.counts() as i64);
-            }
-            b.append(true);
-        }
-        push(format!("hist_{i}"), Arc::new(b.finish()));
-    }
-    let mut sets = |name: &str, kept: bool, sets: &[Vec<u32>]| {
-        if !kept {
-            return;
-        }
-        let mut b = ListBuilder::new(StringBuilder::new());
-        for s in &sets[..n] {
-            for &x in s {
-                b.values().append_value(k.symbol(x));
-            }
-            b.append(true);
-        }
-        push(name.into(), Arc::new(b.finish()));
-    };
-    sets("category_set", k.needs.category_set, &k.category_sets);
-    sets("product_set", k.needs.product_set, &k.product_sets);
-    if k.needs.months {
-        let mut b = ListBuilder::new(Int32Builder::new());
-        for s in &k.months[..n] {
-            b.values().append_slice(s);
-            b.append(true);
-        }
-        push("months".into(), Arc::new(b.finish()));
+    for (name, col) in engine.state.keyed.to_columns(n) {
+        push(name, col);
     }
     if !engine.state.traits.decl.is_empty() {
         let mut b = StringBuilder::new();
@@ -156,7 +117,7 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         push(name, col);
     }
     let due: Vec<i64> = (0..n as u32).map(|c| engine.timers.due(c)).collect();
-    push("next_due".into(), i64col(&due));
+    push("next_due".into(), Arc::new(Int64Array::from(due)));
     let mut by_customer: Vec<Vec<u64>> = vec![Vec::new(); n];
     for &(c, h) in &engine.state.seen_events {
         by_customer[c as usize].push(h);
@@ -403,98 +364,8 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
     engine.members.grow(n);
     engine.timers.grow(n);
     engine.state.agg = Aggregates::from_columns(n, |name| ints(batch, name))?;
-    let k = &mut engine.state.keyed;
-    for i in 0..k.acc.len() {
-        k.acc[i] = ints(batch, &format!("acc_{i}"))?;
-    }
-    for i in 0..k.hist.len() {
-        let name = format!("hist_{i}");
-        let c = column(batch, &name)?;
-        let DataType::List(f) = c.data_type() else {
-            return Err(err(format!("`{name}` must be a list")));
-        };
-        if f.data_type() != &DataType::Int64 {
-            return Err(err(format!("`{name}` must be list<int64>")));
-        }
-        let list = c.as_list::<i32>();
-        let mut out = Vec::with_capacity(n);
-        for row in 0..n {
-            let vals = list.value(row);
-            let vals = vals.as_primitive::<Int64Type>();
-            if vals.len() % 3 != 0 || vals.null_count() > 0 {
-                return Err(err(format!("`{name}` row {row} is malformed")));
-            }
-            let v = vals.values();
-            let mut entries = Vec::with_capacity(v.len() / 3);
-            for t in v.chunks_exact(3) {
-                // Counting events (purchases, signals) never carry a negative
-                // amount, refunds never a positive one.
-                let counts = t[2] != 0;
-                if (counts && t[1] < 0) || (!counts && t[1] > 0) {
-                    return Err(err(format!("`{name}` row {row} has an impossible amount")));
-                }
-                entries.push(Entry::new(t[0], t[1].saturating_abs(), counts));
-            }
-            entries.sort();
-            out.push(entries);
-        }
-        k.hist[i] = out;
-    }
-    for (name, which) in [("category_set", 0), ("product_set", 1)] {
-        let wanted = if which == 0 {
-            k.needs.category_set
-        } else {
-            k.needs.product_set
-        };
-        if !wanted {
-            continue;
-        }
-        let c = column(batch, name)?;
-        let DataType::List(f) = c.data_type() else {
-            return Err(err(format!("`{name}` must be a list")));
-        };
-        if f.data_type() != &DataType::Utf8 {
-            return Err(err(format!("`{name}` must be list<utf8>")));
-        }
-        let list = c.as_list::<i32>();
-        let mut sets = Vec::with_capacity(n);
-        for row in 0..n {
-            let vals = list.value(row);
-            let mut s: Vec<u32> = vals
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(|x| k.intern_symbol(x))
-                .collect();
-            s.sort_unstable();
-            s.dedup();
-            sets.push(s);
-        }
-        if which == 0 {
-            k.category_sets = sets;
-        } else {
-            k.product_sets = sets;
-        }
-    }
-    if k.needs.months {
-        let c = column(batch, "months")?;
-        let DataType::List(f) = c.data_type() else {
-            return Err(err("`months` must be a list"));
-        };
-        if f.data_type() != &DataType::Int32 {
-            return Err(err("`months` must be list<int32>"));
-        }
-        let list = c.as_list::<i32>();
-        k.months = (0..n)
-            .map(|row| {
-                let v = list.value(row);
-                let mut m: Vec<i32> = v.as_primitive::<Int32Type>().iter().flatten().collect();
-                m.sort_unstable();
-                m.dedup();
-                m
-            })
-            .collect();
-    }
+    let read = |name: &str| column(batch, name).cloned();
+    engine.state.keyed.restore_columns(n, read)?;
     if !engine.state.traits.decl.is_empty() {
         let c = column(batch, "traits")?;
         if c.data_type() != &DataType::Utf8 {

@@ -194,7 +194,7 @@ impl Memberships {
     #[inline]
     pub fn prefetch(&self, c: usize) {
         if let Some(cell) = self.cells.get(c * self.width()) {
-            crate::state::keyed::prefetch_read(cell);
+            crate::state::prefetch::prefetch_read(cell);
         }
     }
 

@@ -10,7 +10,8 @@ use crate::rules::eval::EvalCtx;
 use crate::rules::expr::{ArithOp, CmpOp, Field, Value};
 use crate::rules::needs::Measure;
 use crate::state::aggregates::{NO_FIRST, NO_LAST};
-use crate::state::keyed::{prefetch_read, Entry};
+use crate::state::keyed::Entry;
+use crate::state::prefetch::prefetch_read;
 use crate::state::State;
 
 /// Customers evaluated together: registers of this many rows stay in cache.

@@ -153,7 +153,7 @@ impl Aggregates {
     #[inline]
     pub fn prefetch(&self, c: usize) {
         if let Some(r) = self.rows.get(c) {
-            super::keyed::prefetch_read(r);
+            super::prefetch::prefetch_read(r);
         }
     }
 

@@ -6,6 +6,7 @@
 use rustc_hash::FxHashMap;
 
 use super::aggregates::{NO_FIRST, NO_LAST};
+use super::prefetch::prefetch_read;
 use super::{EventKind, EventRow};
 use crate::rules::needs::{Measure, Needs, Source, Window};
 use crate::time::calendar::month_key;
@@ -544,18 +545,6 @@ impl Keyed {
         };
         k
     }
-}
-
-/// A hint that `p` will be read soon; no effect on other targets.
-#[inline(always)]
-pub fn prefetch_read<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 pub mod aggregates;
 pub mod customers;
 pub mod keyed;
+mod keyed_columns;
+pub mod prefetch;
 pub mod traits;
 
 pub use aggregates::Aggregates;
