@@ -43,6 +43,10 @@ test-rust: ## run the engine's cargo tests only
 test-py: build ## run the Python tests only
 	$(VENV)/bin/pytest -q
 
+.PHONY: wheel-check
+wheel-check: build ## build the release wheel, install it in a fresh venv, run the demo and the quickstart
+	bash scripts/wheel_check.sh
+
 .PHONY: lint
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy
 	cargo fmt --all -- --check

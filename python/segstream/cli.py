@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import segstream
     from segstream import bulk_cli, demo
     from segstream.service import cli as service_cli
 
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segstream",
         description="Streaming customer segmentation over Arrow, files and Kafka.",
     )
+    parser.add_argument("--version", action="version", version=f"segstream {segstream.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
     bulk_cli.register(sub)
