@@ -230,6 +230,19 @@ def test_unknown_field_suggests_the_right_one() -> None:
     assert (err.value.line, err.value.column) == (1, 1)
 
 
+def test_undeclared_trait_shows_the_yaml_to_add() -> None:
+    with pytest.raises(segstream.RuleError) as err:
+        segstream.Engine({"segments": [{"name": "b2b", "rule": "industry = 'retail'"}]})
+    assert "traits: {industry: string}" in str(err.value)
+    # Declared as the message says, the same rule compiles.
+    segstream.Engine(
+        {
+            "traits": {"industry": "string"},
+            "segments": [{"name": "b2b", "rule": "industry = 'retail'"}],
+        }
+    )
+
+
 def test_type_error_names_both_types() -> None:
     with pytest.raises(segstream.RuleError) as err:
         segstream.Engine({"segments": [{"name": "s", "rule": "ltv >= 'lots'"}]})

@@ -28,6 +28,7 @@ import segstream
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from segstream import file_inputs
 
 DAY = ref.DAY_MS
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -450,19 +451,7 @@ COLUMN_TYPES = [
     pa.struct([("x", pa.int64())]),
     pa.null(),
 ]
-EVENT_COLUMNS = [
-    "customer_id",
-    "ts",
-    "event_type",
-    "amount",
-    "order_id",
-    "product_ids",
-    "categories",
-    "quantity",
-    "event_id",
-    "flags",
-    "unrelated",
-]
+EVENT_COLUMNS = [*file_inputs.EVENT_COLUMNS, "unrelated"]
 
 
 @st.composite

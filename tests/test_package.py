@@ -22,3 +22,10 @@ def test_importing_segstream_does_not_import_the_service_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_list_of_event_columns_is_the_engines() -> None:
+    from segstream import _segstream, file_inputs, generate
+
+    assert list(file_inputs.EVENT_COLUMNS) == list(_segstream.EVENT_COLUMNS)
+    assert generate.SCHEMA.names == list(_segstream.EVENT_COLUMNS)

@@ -8,7 +8,11 @@ from segstream._segstream import __version__
 from segstream.engine import Engine, IngestResult, to_epoch_ms
 from segstream.errors import (
     CheckpointError,
+    InternalError,
+    InvalidInputError,
+    MissingFileError,
     MissingHistoryError,
+    NotFoundError,
     RuleError,
     SchemaError,
     SegstreamError,
@@ -19,7 +23,11 @@ __all__ = [
     "CheckpointError",
     "Engine",
     "IngestResult",
+    "InternalError",
+    "InvalidInputError",
+    "MissingFileError",
     "MissingHistoryError",
+    "NotFoundError",
     "RuleError",
     "RuleSet",
     "SchemaError",

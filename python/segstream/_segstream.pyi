@@ -5,6 +5,8 @@ from typing import Any
 import pyarrow as pa
 
 __version__: str
+#: The event columns of DESIGN.md, in the order it documents them.
+EVENT_COLUMNS: list[str]
 
 class Engine:
     def __init__(self, rules_json: str, column_map: dict[str, str] | None = None) -> None: ...

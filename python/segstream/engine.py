@@ -98,7 +98,7 @@ class Engine:
         """Moves every customer of ``other`` into this engine; ``other`` is left empty.
 
         Both must run the same rules and hold no customer in common (the shards of one
-        input); otherwise SegstreamError, and nothing changes. The clock
+        input); otherwise InvalidInputError, and nothing changes. The clock
         becomes the later of the two.
         """
         self._inner.merge(other._inner)
@@ -149,7 +149,8 @@ class Engine:
         return result
 
     def profile(self, customer_id: str | int) -> dict[str, Any]:
-        """Aggregates, traits, segments and stages of one customer; KeyError if unknown."""
+        """Aggregates, traits, segments and stages of one customer; NotFoundError (a
+        KeyError) if unknown."""
         result: dict[str, Any] = self._inner.profile(customer_id)
         return result
 

@@ -20,21 +20,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 
-from segstream.errors import SegstreamError
+from segstream import _segstream
+from segstream.errors import InvalidInputError, SegstreamError
 
-#: The event columns of DESIGN.md, in the order the engine documents them.
-EVENT_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "ts",
-    "event_type",
-    "amount",
-    "order_id",
-    "product_ids",
-    "categories",
-    "quantity",
-    "event_id",
-    "flags",
-)
+#: The event columns of DESIGN.md, in the order it documents them (the engine's list).
+EVENT_COLUMNS: tuple[str, ...] = tuple(_segstream.EVENT_COLUMNS)
 
 #: Columns every event file must have (under these names or mapped to them).
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "ts")
@@ -292,7 +282,7 @@ def check_column_map(columns: Mapping[str, str] | None) -> None:
     for engine_name, source in (columns or {}).items():
         if engine_name not in EVENT_COLUMNS:
             hint = " (pairs are ENGINE_NAME=YOUR_NAME)" if source in EVENT_COLUMNS else ""
-            raise ValueError(
+            raise InvalidInputError(
                 f"column map: {engine_name!r} is not an event column{hint}; "
                 f"event columns are {', '.join(EVENT_COLUMNS)}"
             )

@@ -94,21 +94,11 @@ impl Engine {
 
     /// Sets the column map (engine name -> input column name).
     pub fn set_column_map(&mut self, map: BTreeMap<String, String>) -> Result<()> {
-        const KNOWN: [&str; 10] = [
-            "customer_id",
-            "ts",
-            "event_type",
-            "amount",
-            "order_id",
-            "product_ids",
-            "categories",
-            "quantity",
-            "event_id",
-            "flags",
-        ];
+        use crate::ingest::EVENT_COLUMNS;
         for k in map.keys() {
-            if !KNOWN.contains(&k.as_str()) {
-                let hint = crate::rules::diagnostics::did_you_mean(k, KNOWN.iter().copied());
+            if !EVENT_COLUMNS.contains(&k.as_str()) {
+                let hint =
+                    crate::rules::diagnostics::did_you_mean(k, EVENT_COLUMNS.iter().copied());
                 return Err(EngineError::Invalid(format!(
                     "column map: unknown engine column `{k}`{hint}"
                 )));
@@ -436,7 +426,7 @@ impl Engine {
         let Some(n) = self.rules.node_index(node_name) else {
             let names: Vec<&str> = self.rules.nodes.iter().map(|n| n.name.as_str()).collect();
             let hint = crate::rules::diagnostics::did_you_mean(node_name, names.iter().copied());
-            return Err(EngineError::Invalid(format!(
+            return Err(EngineError::NotFound(format!(
                 "unknown segment `{node_name}`{hint}"
             )));
         };
@@ -452,7 +442,7 @@ impl Engine {
                     Some(s) => match stages.iter().position(|(n, _)| n == s) {
                         Some(i) => Some(i as u8),
                         None => {
-                            return Err(EngineError::Invalid(format!(
+                            return Err(EngineError::NotFound(format!(
                                 "lifecycle `{node_name}` has no stage `{s}`"
                             )))
                         }

@@ -43,9 +43,13 @@ pub enum EngineError {
     /// The new rules need history that the current state did not keep.
     #[error("{0}")]
     MissingHistory(String),
-    /// Anything else the caller asked for that cannot be done (unknown segment, bad argument).
+    /// A request that cannot be done as asked (a bad argument, a column
+    /// map naming no event column, engines that cannot be merged).
     #[error("{0}")]
     Invalid(String),
+    /// A lookup of a segment, stage or customer the engine does not know.
+    #[error("{0}")]
+    NotFound(String),
     /// Filesystem errors while saving or loading.
     #[error("{path}: {source}")]
     Io {

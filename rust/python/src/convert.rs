@@ -4,19 +4,21 @@ use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
+
+use crate::errors::Result;
 use std::sync::Arc;
 
 /// A record batch as a `pyarrow.Table`.
-pub fn table<'py>(py: Python<'py>, batch: RecordBatch) -> PyResult<Bound<'py, PyAny>> {
+pub fn table<'py>(py: Python<'py>, batch: RecordBatch) -> Result<Bound<'py, PyAny>> {
     let schema = batch.schema();
-    PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+    Ok(PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)?)
 }
 
 /// Rejected rows as a `pyarrow.Table` of `row` and `reason`.
 pub fn rejected_table<'py>(
     py: Python<'py>,
     rejected: &[(usize, String)],
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("row", DataType::Int64, false),
         Field::new("reason", DataType::Utf8, false),
@@ -29,19 +31,19 @@ pub fn rejected_table<'py>(
 }
 
 /// An Arrow array as a `pyarrow.Array`.
-pub fn array<'py>(py: Python<'py>, arr: arrow_array::ArrayRef) -> PyResult<Bound<'py, PyAny>> {
+pub fn array<'py>(py: Python<'py>, arr: arrow_array::ArrayRef) -> Result<Bound<'py, PyAny>> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "customer_id",
         arr.data_type().clone(),
         false,
     )]));
     let batch = RecordBatch::try_new(schema, vec![arr]).expect("one column matches its schema");
-    table(py, batch)?
+    Ok(table(py, batch)?
         .call_method1("column", (0,))?
-        .call_method0("combine_chunks")
+        .call_method0("combine_chunks")?)
 }
 
 /// Parses JSON text into Python objects with the standard library.
-pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("json")?.getattr("loads")?.call1((text,))
+pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> Result<Bound<'py, PyAny>> {
+    Ok(py.import("json")?.getattr("loads")?.call1((text,))?)
 }

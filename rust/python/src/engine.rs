@@ -15,26 +15,37 @@ use segstream_engine::state::CustomerId;
 use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
 
 use crate::convert::{array, json_to_py, rejected_table, table};
-use crate::errors::{panic_to_py, to_py};
+use crate::errors::{internal, InvalidInputError, NotFoundError, Result};
 
-/// Runs engine work without the GIL, turning panics into Python errors.
-fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+/// Runs engine work without the GIL, turning a panic into an `InternalError`.
+fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
-        .map_err(|_| panic_to_py(what))
+        .map_err(|_| internal(what))
 }
 
-fn read_batches(py: Python<'_>, data: AnyRecordBatch) -> PyResult<Vec<RecordBatch>> {
+/// `guarded` for engine calls that can fail: the engine's error becomes its
+/// Python class through `?`, as a panic does.
+fn enter<T: Send>(
+    py: Python<'_>,
+    what: &str,
+    f: impl FnOnce() -> std::result::Result<T, EngineError> + Send,
+) -> Result<T> {
+    Ok(guarded(py, what, f)??)
+}
+
+fn read_batches(py: Python<'_>, data: AnyRecordBatch) -> Result<Vec<RecordBatch>> {
     let reader = data.into_reader()?;
-    py.detach(|| reader.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| PyTypeError::new_err(format!("could not read the Arrow input: {e}")))
+    Ok(py
+        .detach(|| reader.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| PyTypeError::new_err(format!("could not read the Arrow input: {e}")))?)
 }
 
 /// Runs `apply` on each batch and adds up the outcomes; rejected rows are
 /// numbered across the batches, as the caller passed them.
 fn over_batches(
     batches: &[RecordBatch],
-    mut apply: impl FnMut(&RecordBatch) -> Result<IngestOutcome, EngineError>,
-) -> Result<IngestOutcome, EngineError> {
+    mut apply: impl FnMut(&RecordBatch) -> std::result::Result<IngestOutcome, EngineError>,
+) -> std::result::Result<IngestOutcome, EngineError> {
     let mut total = IngestOutcome::default();
     let mut offset = 0usize;
     for b in batches {
@@ -57,12 +68,12 @@ pub struct PyEngine {
 }
 
 impl PyEngine {
-    fn changes<'py>(&self, py: Python<'py>, changes: &[Change]) -> PyResult<Bound<'py, PyAny>> {
+    fn changes<'py>(&self, py: Python<'py>, changes: &[Change]) -> Result<Bound<'py, PyAny>> {
         table(py, changes_batch(&self.inner, changes, &[]))
     }
 
     /// Evaluates what deferred ingests left pending, before memberships are read.
-    fn settle(&mut self, py: Python<'_>) -> PyResult<()> {
+    fn settle(&mut self, py: Python<'_>) -> Result<()> {
         let engine = &mut self.inner;
         if engine.deferred.is_empty() {
             return Ok(());
@@ -72,7 +83,7 @@ impl PyEngine {
         })
     }
 
-    fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> PyResult<Bound<'py, PyAny>> {
+    fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> Result<Bound<'py, PyAny>> {
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
         Ok((changes, rejected, out.applied, out.duplicates)
@@ -81,8 +92,8 @@ impl PyEngine {
     }
 }
 
-fn spec_from_json(py: Python<'_>, rules_json: &str) -> PyResult<RuleSetSpec> {
-    RuleSetSpec::from_json(rules_json).map_err(|e| to_py(py, e))
+fn spec_from_json(rules_json: &str) -> Result<RuleSetSpec> {
+    Ok(RuleSetSpec::from_json(rules_json)?)
 }
 
 #[pymethods]
@@ -90,15 +101,11 @@ impl PyEngine {
     /// Compiles `rules_json` (the rule set as JSON) and starts empty.
     #[new]
     #[pyo3(signature = (rules_json, column_map=None))]
-    fn new(
-        py: Python<'_>,
-        rules_json: &str,
-        column_map: Option<BTreeMap<String, String>>,
-    ) -> PyResult<Self> {
-        let spec = spec_from_json(py, rules_json)?;
-        let mut inner = Engine::new(spec).map_err(|e| to_py(py, e))?;
+    fn new(rules_json: &str, column_map: Option<BTreeMap<String, String>>) -> Result<Self> {
+        let spec = spec_from_json(rules_json)?;
+        let mut inner = Engine::new(spec)?;
         if let Some(map) = column_map {
-            inner.set_column_map(map).map_err(|e| to_py(py, e))?;
+            inner.set_column_map(map)?;
         }
         Ok(PyEngine { inner })
     }
@@ -113,10 +120,10 @@ impl PyEngine {
         data: AnyRecordBatch,
         evaluate: bool,
         shard: Option<(u32, u32)>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> Result<Bound<'py, PyAny>> {
         let shard = shard
             .map(|(index, count)| {
-                let refuse = |why: String| Err(pyo3::exceptions::PyValueError::new_err(why));
+                let refuse = |why: String| Err(InvalidInputError::new_err(why));
                 if index >= count {
                     refuse(format!(
                         "shard=({index}, {count}): the index must be below the count"
@@ -130,7 +137,7 @@ impl PyEngine {
             .transpose()?;
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(py, "ingesting events", || {
+        let out = enter(py, "ingesting events", || {
             over_batches(&batches, |b| {
                 if evaluate {
                     engine.ingest(b)
@@ -139,7 +146,6 @@ impl PyEngine {
                 }
             })
         })?;
-        let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }
 
@@ -148,7 +154,7 @@ impl PyEngine {
         &mut self,
         py: Python<'py>,
         messages: &Bound<'py, PyList>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> Result<Bound<'py, PyAny>> {
         let mut owned: Vec<Vec<u8>> = Vec::with_capacity(messages.len());
         for m in messages.iter() {
             if let Ok(b) = m.cast::<PyBytes>() {
@@ -158,7 +164,8 @@ impl PyEngine {
             } else {
                 return Err(PyTypeError::new_err(
                     "ingest_json takes a list of bytes or str messages",
-                ));
+                )
+                .into());
             }
         }
         let engine = &mut self.inner;
@@ -174,13 +181,12 @@ impl PyEngine {
         &mut self,
         py: Python<'py>,
         data: AnyRecordBatch,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> Result<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
-        let result = guarded(py, "updating traits", || {
+        let out = enter(py, "updating traits", || {
             over_batches(&batches, |b| engine.update_traits(b))
         })?;
-        let out = result.map_err(|e| to_py(py, e))?;
         self.outcome(py, out)
     }
 
@@ -192,7 +198,7 @@ impl PyEngine {
         py: Python<'py>,
         ms: i64,
         net: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> Result<Bound<'py, PyAny>> {
         let engine = &mut self.inner;
         let changes = guarded(py, "advancing the clock", || {
             if net {
@@ -211,9 +217,9 @@ impl PyEngine {
     }
 
     /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
-    fn members<'py>(&mut self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn members<'py>(&mut self, py: Python<'py>, name: &str) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
-        let idx = self.inner.members_of(name).map_err(|e| to_py(py, e))?;
+        let idx = self.inner.members_of(name)?;
         array(py, ids_for(&self.inner, &idx))
     }
 
@@ -222,7 +228,7 @@ impl PyEngine {
         &mut self,
         py: Python<'py>,
         customer_id: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
         let text_id;
         let id = if let Ok(i) = customer_id.extract::<i64>() {
@@ -233,18 +239,21 @@ impl PyEngine {
         };
         let id = match (self.inner.state.ids.kind(), id) {
             (Some(segstream_engine::state::IdKind::Str), CustomerId::Int(i)) => {
-                return self.profile(py, &i.to_string().into_pyobject(py)?.into_any());
+                let text = i.to_string().into_pyobject(py)?.into_any();
+                return self.profile(py, &text);
             }
             (_, id) => id,
         };
         match profile_json(&self.inner, id) {
             Ok(v) => json_to_py(py, &v.to_string()),
-            Err(_) => Err(pyo3::exceptions::PyKeyError::new_err(id.to_text())),
+            Err(_) => {
+                Err(NotFoundError::new_err(format!("unknown customer `{}`", id.to_text())).into())
+            }
         }
     }
 
     /// One row per customer: id, aggregates, traits, segments, stages.
-    fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn snapshot<'py>(&mut self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
         let engine = &self.inner;
         let batch = guarded(py, "building the snapshot", || snapshot_batch(engine))?;
@@ -252,35 +261,33 @@ impl PyEngine {
     }
 
     /// Segment sizes (and customers per stage for lifecycles).
-    fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn stats<'py>(&mut self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
         json_to_py(py, &stats_json(&self.inner).to_string())
     }
 
     /// Writes a checkpoint with the given source offsets (JSON object text).
     #[pyo3(signature = (path, offsets_json=None))]
-    fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> PyResult<()> {
+    fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> Result<()> {
         self.settle(py)?;
         if let Some(o) = offsets_json {
             self.inner.offsets = o.to_string();
         }
         let engine = &self.inner;
         let path = path.to_string();
-        guarded(py, "saving a checkpoint", || {
+        enter(py, "saving a checkpoint", || {
             checkpoint::save(engine, &path)
-        })?
-        .map_err(|e| to_py(py, e))
+        })
     }
 
     /// Reads a checkpoint; with `fingerprint`, refuses one made with other rules.
     #[staticmethod]
     #[pyo3(signature = (path, fingerprint=None))]
-    fn load(py: Python<'_>, path: &str, fingerprint: Option<String>) -> PyResult<Self> {
+    fn load(py: Python<'_>, path: &str, fingerprint: Option<String>) -> Result<Self> {
         let path = path.to_string();
-        let inner = guarded(py, "loading a checkpoint", || {
+        let inner = enter(py, "loading a checkpoint", || {
             checkpoint::load(&path, fingerprint.as_deref())
-        })?
-        .map_err(|e| to_py(py, e))?;
+        })?;
         Ok(PyEngine { inner })
     }
 
@@ -295,11 +302,10 @@ impl PyEngine {
         &mut self,
         py: Python<'py>,
         rules_json: &str,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let spec = spec_from_json(py, rules_json)?;
+    ) -> Result<Bound<'py, PyAny>> {
+        let spec = spec_from_json(rules_json)?;
         let engine = &mut self.inner;
-        let result = guarded(py, "replacing rules", || engine.replace_rules(spec))?;
-        let (changes, removed) = result.map_err(|e| to_py(py, e))?;
+        let (changes, removed) = enter(py, "replacing rules", || engine.replace_rules(spec))?;
         table(py, changes_batch(&self.inner, &changes, &removed))
     }
 
@@ -323,17 +329,15 @@ impl PyEngine {
 
     /// Moves every customer of `other` (same rules, no customer in common)
     /// into this engine; `other` is left empty.
-    fn merge(&mut self, py: Python<'_>, other: &Bound<'_, PyEngine>) -> PyResult<()> {
-        let mut other = other.try_borrow_mut().map_err(|_| {
-            pyo3::exceptions::PyValueError::new_err("merge: cannot merge an engine into itself")
-        })?;
-        self.inner
-            .check_mergeable(&other.inner)
-            .map_err(|e| to_py(py, e))?;
+    fn merge(&mut self, py: Python<'_>, other: &Bound<'_, PyEngine>) -> Result<()> {
+        let mut other = other
+            .try_borrow_mut()
+            .map_err(|_| InvalidInputError::new_err("merge: cannot merge an engine into itself"))?;
+        self.inner.check_mergeable(&other.inner)?;
         let empty = other.inner.empty_like();
         let taken = std::mem::replace(&mut other.inner, empty);
         let engine = &mut self.inner;
-        guarded(py, "merging engines", || engine.merge(taken))?.map_err(|e| to_py(py, e))
+        enter(py, "merging engines", || engine.merge(taken))
     }
 
     /// The event columns that change what the rules see: the base columns, and
@@ -362,7 +366,7 @@ impl PyEngine {
     }
 
     /// Approximate bytes of state: `{"base": .., "ids": .., "keyed": .., "per_customer_base": ..}`.
-    fn memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn memory<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
         let s = &self.inner.state;
         let v = serde_json::json!({
             "customers": s.len(),
@@ -376,8 +380,8 @@ impl PyEngine {
 
 /// Compiles a rule set and describes what each segment needs (JSON text).
 #[pyfunction]
-pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> PyResult<Bound<'py, PyAny>> {
-    let spec = spec_from_json(py, rules_json)?;
-    let text = segstream_engine::rules::describe::describe(&spec).map_err(|e| to_py(py, e))?;
+pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'py, PyAny>> {
+    let spec = spec_from_json(rules_json)?;
+    let text = segstream_engine::rules::describe::describe(&spec)?;
     json_to_py(py, &text)
 }

@@ -1,74 +1,91 @@
-//! Maps engine errors to the Python exception classes in `segstream.errors`.
+//! Engine errors as the Python exception classes of `segstream.errors`.
+//!
+//! The classes are imported once (lazily, on the first raise) by
+//! `import_exception!`. Every method of the binding returns `Result<T>`, whose
+//! error holds either an engine error or a Python one, so `?` works on both;
+//! the engine error becomes its Python class in one place, `From<Error> for
+//! PyErr`.
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
+use pyo3::import_exception;
 use pyo3::prelude::*;
 use segstream_engine::EngineError;
 
-fn raise(py: Python<'_>, class: &str, args: impl IntoPyObjectTuple) -> PyErr {
-    let built = py
-        .import("segstream.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|cls| args.call(&cls));
-    match built {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(e) => e,
+import_exception!(segstream.errors, RuleError);
+import_exception!(segstream.errors, SchemaError);
+import_exception!(segstream.errors, InvalidInputError);
+import_exception!(segstream.errors, NotFoundError);
+import_exception!(segstream.errors, MissingFileError);
+import_exception!(segstream.errors, CheckpointError);
+import_exception!(segstream.errors, MissingHistoryError);
+import_exception!(segstream.errors, InternalError);
+
+/// An error of a binding call: from the engine, or from Python itself (a
+/// wrong argument type, a failed conversion).
+#[derive(Debug)]
+pub enum Error {
+    /// The engine refused the call.
+    Engine(EngineError),
+    /// Python raised.
+    Python(PyErr),
+}
+
+/// The result type of the binding's methods.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        Error::Engine(e)
     }
 }
 
-/// Argument tuples for exception constructors.
-pub trait IntoPyObjectTuple {
-    /// Calls `cls` with these arguments.
-    fn call<'py>(self, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>;
-}
-
-impl IntoPyObjectTuple for (String,) {
-    fn call<'py>(self, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        cls.call1(self)
+impl From<PyErr> for Error {
+    fn from(e: PyErr) -> Self {
+        Error::Python(e)
     }
 }
 
-impl IntoPyObjectTuple for (String, String) {
-    fn call<'py>(self, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        cls.call1(self)
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 
-impl IntoPyObjectTuple for (String, Option<u64>, Option<u64>, Option<String>) {
-    fn call<'py>(self, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        cls.call1(self)
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::Python(e) => e,
+            Error::Engine(e) => engine_to_py(e),
+        }
     }
 }
 
-/// Converts an engine error into the matching Python exception.
-pub fn to_py(py: Python<'_>, e: EngineError) -> PyErr {
+fn engine_to_py(e: EngineError) -> PyErr {
     match e {
         EngineError::Rule { message, location } => {
             let (line, column, segment) = match location {
                 Some(l) => (Some(l.line), Some(l.column), Some(l.segment)),
                 None => (None, None, None),
             };
-            raise(py, "RuleError", (message, line, column, segment))
+            RuleError::new_err((message, line, column, segment))
         }
-        EngineError::Schema { column, message } => raise(
-            py,
-            "SchemaError",
-            (format!("column `{column}`: {message}"), column),
-        ),
-        EngineError::Checkpoint(m) => raise(py, "CheckpointError", (m,)),
-        EngineError::MissingHistory(m) => raise(py, "MissingHistoryError", (m,)),
-        EngineError::Invalid(m) => raise(py, "SegstreamError", (m,)),
+        EngineError::Schema { column, message } => {
+            SchemaError::new_err((format!("column `{column}`: {message}"), column))
+        }
+        EngineError::Checkpoint(m) => CheckpointError::new_err(m),
+        EngineError::MissingHistory(m) => MissingHistoryError::new_err(m),
+        EngineError::Invalid(m) => InvalidInputError::new_err(m),
+        EngineError::NotFound(m) => NotFoundError::new_err(m),
         EngineError::Io { path, source } => match source.kind() {
-            std::io::ErrorKind::NotFound => {
-                PyFileNotFoundError::new_err(format!("{path}: {source}"))
-            }
-            _ => PyOSError::new_err(format!("{path}: {source}")),
+            std::io::ErrorKind::NotFound => MissingFileError::new_err(format!("{path}: {source}")),
+            _ => pyo3::exceptions::PyOSError::new_err(format!("{path}: {source}")),
         },
     }
 }
 
-/// A Rust panic must never take the interpreter down: report it as an error.
-pub fn panic_to_py(what: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
+/// A Rust panic must never take the interpreter down: it is an
+/// `InternalError` that says what was being done.
+pub fn internal(what: &str) -> Error {
+    Error::Python(InternalError::new_err(format!(
         "internal error in segstream while {what}; please report it"
-    ))
+    )))
 }

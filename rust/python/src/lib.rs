@@ -19,5 +19,9 @@ fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "EVENT_COLUMNS",
+        segstream_engine::ingest::EVENT_COLUMNS.to_vec(),
+    )?;
     Ok(())
 }

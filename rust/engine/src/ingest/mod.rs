@@ -7,6 +7,21 @@ pub mod arrow_traits;
 pub mod columns;
 pub mod json;
 
+/// The event columns of DESIGN.md, in the order it documents them: the one
+/// list the column map, the file readers and the Python package check against.
+pub const EVENT_COLUMNS: [&str; 10] = [
+    "customer_id",
+    "ts",
+    "event_type",
+    "amount",
+    "order_id",
+    "product_ids",
+    "categories",
+    "quantity",
+    "event_id",
+    "flags",
+];
+
 pub use arrow_events::{apply_resolved, group_resolved, resolve, Grouped, Shard};
 pub use arrow_traits::apply_trait_batch;
 pub use json::apply_json_messages;

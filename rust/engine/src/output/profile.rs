@@ -18,7 +18,7 @@ pub fn profile_json(engine: &Engine, id: CustomerId<'_>) -> Result<J> {
         .state
         .ids
         .lookup(id)
-        .ok_or_else(|| EngineError::Invalid(format!("unknown customer `{}`", id.to_text())))?
+        .ok_or_else(|| EngineError::NotFound(format!("unknown customer `{}`", id.to_text())))?
         as usize;
     let a = &engine.state.agg;
     let scale = engine.rules.scale as f64;

@@ -655,7 +655,10 @@ impl<'a> Compiler<'a> {
             .collect();
         let hint = did_you_mean(&name, candidates.iter().copied());
         let extra = if hint.is_empty() {
-            "; profile traits must be declared under `traits:`".to_string()
+            format!(
+                "; profile traits must be declared under `traits:` with a type \
+                 (string, int, float, bool or timestamp), e.g. `traits: {{{name}: string}}`"
+            )
         } else {
             hint
         };
