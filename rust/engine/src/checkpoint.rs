@@ -233,7 +233,54 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     out
 }
 
-fn load_from(file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
+/// Checks that every block the file's footer lists lies inside the file.
+/// The IPC reader allocates a block's body length before reading it, so a
+/// damaged length would otherwise ask for petabytes and abort the process
+/// (an allocation failure is not a panic that `quietly` could catch).
+fn check_blocks(file: &mut File) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let damaged = |what: &str| err(format!("the file is damaged ({what})"));
+    let len = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    // The file ends with the footer, its length (i32, little-endian) and `ARROW1`.
+    if len < 10 {
+        return Err(damaged("too short"));
+    }
+    let mut tail = [0u8; 10];
+    file.seek(SeekFrom::End(-10))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| err(e.to_string()))?;
+    let footer_len = i32::from_le_bytes(tail[..4].try_into().expect("4 bytes"));
+    let footer_len = u64::try_from(footer_len).map_err(|_| damaged("negative footer length"))?;
+    if footer_len > len - 10 {
+        return Err(damaged("footer longer than the file"));
+    }
+    let mut footer = vec![0u8; footer_len as usize];
+    file.seek(SeekFrom::Start(len - 10 - footer_len))
+        .and_then(|_| file.read_exact(&mut footer))
+        .map_err(|e| err(e.to_string()))?;
+    let footer = arrow_ipc::root_as_footer(&footer).map_err(|_| damaged("unreadable footer"))?;
+    let blocks = footer
+        .recordBatches()
+        .into_iter()
+        .chain(footer.dictionaries())
+        .flat_map(|v| v.iter());
+    for b in blocks {
+        let end = u64::try_from(b.offset())
+            .ok()
+            .zip(u64::try_from(b.metaDataLength()).ok())
+            .zip(u64::try_from(b.bodyLength()).ok())
+            .and_then(|((o, m), body)| o.checked_add(m)?.checked_add(body));
+        if end.is_none_or(|e| e > len) {
+            return Err(damaged("a block lies outside the file"));
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
+    check_blocks(&mut file)?;
     let reader = FileReader::try_new(file, None)
         .map_err(|e| err(format!("not a segstream checkpoint (Arrow IPC file): {e}")))?;
     let schema = reader.schema();

@@ -972,6 +972,40 @@ proptest! {
     }
 }
 
+/// A block length in the footer far beyond the file (the reader would
+/// allocate it before reading, and an allocation failure aborts the process)
+/// is an error naming the damage.
+#[test]
+fn a_block_longer_than_the_file_is_an_error_not_an_abort() {
+    let events = vec![Ev {
+        customer: 1,
+        ts: 0,
+        kind: "purchase",
+        cents: 500,
+        quantity: None,
+        products: vec![],
+        categories: vec![],
+        flags: vec![],
+    }];
+    let mut bytes = checkpoint_bytes(&events, false);
+    let n = bytes.len();
+    let footer_len = i32::from_le_bytes(bytes[n - 10..n - 6].try_into().unwrap()) as usize;
+    let footer_at = n - 10 - footer_len;
+    let body = {
+        let footer = arrow_ipc::root_as_footer(&bytes[footer_at..n - 10]).unwrap();
+        footer.recordBatches().unwrap().get(0).bodyLength()
+    };
+    let needle = body.to_le_bytes();
+    let at = bytes[footer_at..n - 10]
+        .windows(8)
+        .position(|w| w == needle)
+        .expect("the body length is in the footer");
+    bytes[footer_at + at..footer_at + at + 8].copy_from_slice(&(1i64 << 52).to_le_bytes());
+    let (res, _) = load_bytes(&bytes);
+    let err = res.expect_err("a block outside the file must not load");
+    assert!(err.to_string().contains("outside the file"), "{err}");
+}
+
 /// (e) Rules that compile never panic when evaluated: on events, traits
 /// and clock targets at the edges of what the engine accepts, and across a
 /// checkpoint round trip and a rule replacement. Run with a hand-held runner
@@ -1052,7 +1086,7 @@ fn extreme_timestamp_trait_does_not_panic() {
     let mut engine = Engine::new(RuleSetSpec::from_json(&spec.to_string()).unwrap()).unwrap();
     let ev = Ev {
         customer: 1,
-        ts: T0,
+        ts: 0,
         kind: "purchase",
         cents: 100,
         quantity: None,
