@@ -588,20 +588,7 @@ def test_corrupted_checkpoints_raise_checkpoint_error_or_load(
 
 # -- JSON messages -------------------------------------------------------------------------
 
-FLAT_KEYS = [
-    "customer_id",
-    "ts",
-    "event_type",
-    "amount",
-    "order_id",
-    "product_ids",
-    "categories",
-    "quantity",
-    "event_id",
-    "flags",
-    "type",
-    "traits",
-]
+FLAT_KEYS = [*file_inputs.EVENT_COLUMNS, "type", "traits"]
 SEGMENT_KEYS = ["type", "event", "userId", "anonymousId", "timestamp", "messageId", "properties"]
 
 

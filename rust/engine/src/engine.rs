@@ -493,7 +493,8 @@ impl Engine {
         for (i, old) in self.rules.nodes.iter().enumerate() {
             match new_rules.node_index(&old.name) {
                 Some(j) if new_rules.nodes[j].is_segment() == old.is_segment() => {
-                    // Stages are matched by name; a stage that disappeared reads as none.
+                    // Old cell -> new cell. Stages are matched by name, and a stage
+                    // that disappeared reads as none; a segment's 0/1 carries over.
                     let map: Vec<u8> = match (&old.kind, &new_rules.nodes[j].kind) {
                         (
                             NodeKind::Lifecycle { stages: os },

@@ -104,18 +104,49 @@ impl Base {
     }
 }
 
-/// Checkpoint column names, in the order `to_columns` writes them.
-const COLUMNS: [&str; 10] = [
-    "gross",
-    "refunded",
-    "max_order",
-    "first_purchase",
-    "last_purchase",
-    "last_refund",
-    "orders",
-    "refunds",
-    "items",
-    "max_quantity",
+/// One aggregate as a checkpoint column: its name (the field's) and how to
+/// read it from a row and write it back (counts must fit in `u32`).
+struct Column {
+    name: &'static str,
+    get: fn(&Base) -> i64,
+    set: fn(&mut Base, i64) -> Option<()>,
+}
+
+macro_rules! column {
+    ($field:ident, i64) => {
+        Column {
+            name: stringify!($field),
+            get: |r| r.$field,
+            set: |r, v| {
+                r.$field = v;
+                Some(())
+            },
+        }
+    };
+    ($field:ident, u32) => {
+        Column {
+            name: stringify!($field),
+            get: |r| i64::from(r.$field),
+            set: |r, v| {
+                r.$field = u32::try_from(v).ok()?;
+                Some(())
+            },
+        }
+    };
+}
+
+/// The checkpoint columns, in the order `to_columns` writes them.
+const COLUMNS: [Column; 10] = [
+    column!(gross, i64),
+    column!(refunded, i64),
+    column!(max_order, i64),
+    column!(first_purchase, i64),
+    column!(last_purchase, i64),
+    column!(last_refund, i64),
+    column!(orders, u32),
+    column!(refunds, u32),
+    column!(items, u32),
+    column!(max_quantity, u32),
 ];
 
 /// Every customer's row, indexed by customer.
@@ -171,25 +202,12 @@ impl Aggregates {
     /// The first `n` rows as named int64 columns, for checkpoints.
     pub fn to_columns(&self, n: usize) -> Vec<(&'static str, ArrayRef)> {
         let rows = &self.rows[..n];
-        let col = |f: fn(&Base) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let getters: [fn(&Base) -> i64; 10] = [
-            |r| r.gross,
-            |r| r.refunded,
-            |r| r.max_order,
-            |r| r.first_purchase,
-            |r| r.last_purchase,
-            |r| r.last_refund,
-            |r| r.orders as i64,
-            |r| r.refunds as i64,
-            |r| r.items as i64,
-            |r| r.max_quantity as i64,
-        ];
         COLUMNS
             .iter()
-            .zip(getters)
-            .map(|(&name, f)| (name, col(f)))
+            .map(|c| {
+                let values = Int64Array::from_iter_values(rows.iter().map(c.get));
+                (c.name, Arc::new(values) as ArrayRef)
+            })
             .collect()
     }
 
@@ -197,50 +215,8 @@ impl Aggregates {
     /// a named column's values (or the checkpoint error for a missing one).
     pub fn from_columns(n: usize, read: impl Fn(&str) -> Result<Vec<i64>>) -> Result<Self> {
         let mut rows = vec![Base::default(); n];
-        type Set = fn(&mut Base, i64) -> Option<()>;
-        let setters: [Set; 10] = [
-            |r, v| {
-                r.gross = v;
-                Some(())
-            },
-            |r, v| {
-                r.refunded = v;
-                Some(())
-            },
-            |r, v| {
-                r.max_order = v;
-                Some(())
-            },
-            |r, v| {
-                r.first_purchase = v;
-                Some(())
-            },
-            |r, v| {
-                r.last_purchase = v;
-                Some(())
-            },
-            |r, v| {
-                r.last_refund = v;
-                Some(())
-            },
-            |r, v| {
-                r.orders = u32::try_from(v).ok()?;
-                Some(())
-            },
-            |r, v| {
-                r.refunds = u32::try_from(v).ok()?;
-                Some(())
-            },
-            |r, v| {
-                r.items = u32::try_from(v).ok()?;
-                Some(())
-            },
-            |r, v| {
-                r.max_quantity = u32::try_from(v).ok()?;
-                Some(())
-            },
-        ];
-        for (name, set) in COLUMNS.into_iter().zip(setters) {
+        for c in &COLUMNS {
+            let name = c.name;
             let vals = read(name)?;
             if vals.len() != n {
                 return Err(EngineError::Checkpoint(format!(
@@ -249,7 +225,7 @@ impl Aggregates {
                 )));
             }
             for (r, &v) in rows.iter_mut().zip(&vals) {
-                set(r, v).ok_or_else(|| {
+                (c.set)(r, v).ok_or_else(|| {
                     EngineError::Checkpoint(format!("column `{name}` holds {v}, out of range"))
                 })?;
             }

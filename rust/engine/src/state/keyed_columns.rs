@@ -25,6 +25,23 @@ fn ints(read: &impl Fn(&str) -> Result<ArrayRef>, name: &str) -> Result<Vec<i64>
     Ok(c.as_primitive::<Int64Type>().values().to_vec())
 }
 
+/// Column `name`, which must be a list of `item` (`label` in the error).
+fn list_column(
+    read: &impl Fn(&str) -> Result<ArrayRef>,
+    name: &str,
+    item: &DataType,
+    label: &str,
+) -> Result<ArrayRef> {
+    let c = read(name)?;
+    let DataType::List(f) = c.data_type() else {
+        return Err(err(format!("`{name}` must be a list")));
+    };
+    if f.data_type() != item {
+        return Err(err(format!("`{name}` must be list<{label}>")));
+    }
+    Ok(c)
+}
+
 impl Keyed {
     /// The first `n` customers' keyed state as named columns.
     pub fn to_columns(&self, n: usize) -> Vec<(String, ArrayRef)> {
@@ -87,13 +104,7 @@ impl Keyed {
         }
         for i in 0..k.hist.len() {
             let name = format!("hist_{i}");
-            let c = read(&name)?;
-            let DataType::List(f) = c.data_type() else {
-                return Err(err(format!("`{name}` must be a list")));
-            };
-            if f.data_type() != &DataType::Int64 {
-                return Err(err(format!("`{name}` must be list<int64>")));
-            }
+            let c = list_column(&read, &name, &DataType::Int64, "int64")?;
             let list = c.as_list::<i32>();
             let mut out = Vec::with_capacity(n);
             for row in 0..n {
@@ -118,50 +129,14 @@ impl Keyed {
             }
             k.hist[i] = out;
         }
-        for (name, which) in [("category_set", 0), ("product_set", 1)] {
-            let wanted = if which == 0 {
-                k.needs.category_set
-            } else {
-                k.needs.product_set
-            };
-            if !wanted {
-                continue;
-            }
-            let c = read(name)?;
-            let DataType::List(f) = c.data_type() else {
-                return Err(err(format!("`{name}` must be a list")));
-            };
-            if f.data_type() != &DataType::Utf8 {
-                return Err(err(format!("`{name}` must be list<utf8>")));
-            }
-            let list = c.as_list::<i32>();
-            let mut sets = Vec::with_capacity(n);
-            for row in 0..n {
-                let vals = list.value(row);
-                let mut s: Vec<u32> = vals
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(|x| k.intern_symbol(x))
-                    .collect();
-                s.sort_unstable();
-                s.dedup();
-                sets.push(s);
-            }
-            if which == 0 {
-                k.category_sets = sets;
-            } else {
-                k.product_sets = sets;
-            }
+        if k.needs.category_set {
+            k.category_sets = k.read_sets(&read, "category_set", n)?;
+        }
+        if k.needs.product_set {
+            k.product_sets = k.read_sets(&read, "product_set", n)?;
         }
         if k.needs.months {
-            let c = read("months")?;
-            let DataType::List(f) = c.data_type() else {
-                return Err(err("`months` must be a list"));
-            };
-            if f.data_type() != &DataType::Int32 {
-                return Err(err("`months` must be list<int32>"));
-            }
+            let c = list_column(&read, "months", &DataType::Int32, "int32")?;
             let list = c.as_list::<i32>();
             k.months = (0..n)
                 .map(|row| {
@@ -174,5 +149,31 @@ impl Keyed {
                 .collect();
         }
         Ok(())
+    }
+
+    /// A category or product set column: symbols interned, each set sorted
+    /// and without repeats, as `apply` keeps them.
+    fn read_sets(
+        &mut self,
+        read: &impl Fn(&str) -> Result<ArrayRef>,
+        name: &str,
+        n: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        let c = list_column(read, name, &DataType::Utf8, "utf8")?;
+        let list = c.as_list::<i32>();
+        let mut sets = Vec::with_capacity(n);
+        for row in 0..n {
+            let vals = list.value(row);
+            let mut s: Vec<u32> = vals
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(|x| self.intern_symbol(x))
+                .collect();
+            s.sort_unstable();
+            s.dedup();
+            sets.push(s);
+        }
+        Ok(sets)
     }
 }
