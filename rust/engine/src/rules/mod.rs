@@ -8,7 +8,6 @@
 pub mod compiled;
 pub mod describe;
 pub mod diagnostics;
-pub mod eval;
 pub mod expr;
 pub mod functions;
 pub mod graph;
