@@ -449,7 +449,7 @@ impl<'a> Lowerer<'a> {
             _ => unreachable!("only comparison operators reach here"),
         };
         let (lt, rt) = (l.1, r.1);
-        if matches!(l.0, Expr::Lit(Value::Null)) || matches!(r.0, Expr::Lit(Value::Null)) {
+        if l.0.always_null() || r.0.always_null() {
             let hint = match cmp {
                 CmpOp::Eq => "write `IS NULL`",
                 CmpOp::Ne => "write `IS NOT NULL`",
@@ -464,11 +464,16 @@ impl<'a> Lowerer<'a> {
             if let (Expr::Stage(n), Expr::Lit(Value::Str(s))) = (a, b) {
                 let stages = &self.stage_names[*n];
                 if !stages.iter().any(|st| **st == **s) {
+                    let lifecycle = self
+                        .names
+                        .iter()
+                        .find(|(_, &(i, _))| i == *n)
+                        .map_or("", |(name, _)| name.as_str());
                     let hint = did_you_mean(s, stages.iter().map(|st| st.as_str()));
                     return Err(self.err(
                         span,
                         format!(
-                            "lifecycle has no stage `{s}` (its stages: {}){hint}",
+                            "lifecycle `{lifecycle}` has no stage `{s}`, so this is never true (its stages: {}){hint}",
                             stages.join(", ")
                         ),
                     ));

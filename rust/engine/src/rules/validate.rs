@@ -28,13 +28,7 @@ pub fn check_names(spec: &RuleSetSpec, is_function: impl Fn(&str) -> bool) -> Re
         .map(|s| (&s.name, "segment"))
         .chain(spec.lifecycles.iter().map(|l| (&l.name, "lifecycle")));
     for (name, what) in node_names {
-        // Snapshots and memberships have a column per segment and lifecycle
-        // beside these; a clash would give a table with two columns of one name.
-        if name == "customer_id" || Field::ALL.iter().any(|(n, _)| *n == name.as_str()) {
-            return Err(EngineError::rule_plain(format!(
-                "{what} `{name}` has the name of an output column (`customer_id` or an aggregate such as `ltv`); rename it, e.g. `{name}_segment`"
-            )));
-        }
+        check_output_column(name, what, spec)?;
     }
     for s in &spec.segments {
         check_name(&s.name, "segment")?;
@@ -74,6 +68,13 @@ pub fn check_names(spec: &RuleSetSpec, is_function: impl Fn(&str) -> bool) -> Re
     }
     for t in spec.traits.keys() {
         check_name(t, "trait")?;
+        // Traits are snapshot and profile columns beside the id.
+        if t == ID_COLUMN {
+            return Err(EngineError::rule_plain(format!(
+                "trait `{t}` has the name of the id column of every output; rename it, e.g. `crm_{t}`"
+            )));
+        }
+        check_holdout_suffix(t, "trait")?;
         if Field::ALL.iter().any(|(n, _)| n == t) || is_function(t) {
             return Err(EngineError::rule_plain(format!(
                 "trait `{t}` has the name of a built-in field or function; rename it"
@@ -94,6 +95,39 @@ pub fn check_names(spec: &RuleSetSpec, is_function: impl Fn(&str) -> bool) -> Re
         nodes: names,
         stages,
     })
+}
+
+/// The id column of every output table.
+const ID_COLUMN: &str = "customer_id";
+
+/// Ends the name of a segment's holdout column in membership outputs
+/// (`<segment>__holdout`).
+pub const HOLDOUT_SUFFIX: &str = "__holdout";
+
+/// Snapshots, memberships and profiles have a column per segment and
+/// lifecycle beside the id, the aggregates and the traits: a node taking one
+/// of those names would give a table with two columns of one name.
+fn check_output_column(name: &str, what: &str, spec: &RuleSetSpec) -> Result<()> {
+    if name == ID_COLUMN || Field::ALL.iter().any(|(n, _)| *n == name) {
+        return Err(EngineError::rule_plain(format!(
+            "{what} `{name}` has the name of an output column (`customer_id` or an aggregate such as `ltv`); rename it, e.g. `{name}_segment`"
+        )));
+    }
+    if spec.traits.contains_key(name) {
+        return Err(EngineError::rule_plain(format!(
+            "{what} `{name}` has the name of trait `{name}`, and outputs have a column for each; rename one of them, e.g. `{name}_segment`"
+        )));
+    }
+    check_holdout_suffix(name, what)
+}
+
+fn check_holdout_suffix(name: &str, what: &str) -> Result<()> {
+    match name.strip_suffix(HOLDOUT_SUFFIX) {
+        Some(segment) => Err(EngineError::rule_plain(format!(
+            "{what} `{name}` ends in `{HOLDOUT_SUFFIX}`, which is reserved for the holdout column of a segment (`{segment}{HOLDOUT_SUFFIX}` for segment `{segment}`); rename it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_name(name: &str, what: &str) -> Result<()> {
