@@ -34,9 +34,9 @@ from faust.web import Request, Response, View
 
 from segstream.service.checkpoints import CheckpointStore
 from segstream.service.clock import tick_targets
-from segstream.service.codec import encode_changes
 from segstream.service.consumer import BatchConsumer
 from segstream.service.processor import Output, Processor
+from segstream.service.publish import ChangePublisher
 from segstream.service.settings import ServiceSettings
 from segstream.service.topics import ensure_topics
 
@@ -119,6 +119,7 @@ class SegmentService:
         self.counters = {"messages": 0, "applied": 0, "changes": 0, "dead_letters": 0}
         self._lock = asyncio.Lock()
         self._closing = False
+        self.changes = ChangePublisher(settings.changes_topic)
         self.app = self._create_app()
         self.consumer = BatchConsumer(
             settings,
@@ -208,11 +209,11 @@ class SegmentService:
     async def publish(self, out: Output) -> None:
         """Hand changes and dead letters to the producer (buffered; flushed before checkpoints)."""
         producer = self.app.producer
-        changes_topic = self.settings.changes_topic
-        for table in out.changes:
-            for key, value in encode_changes(table):
-                await producer.send(changes_topic, key, value, None, None, None)
-                self.counters["changes"] += 1
+        # Faust's producer wraps an aiokafka one; its batch API is what lets a whole
+        # table of changes go out without a coroutine and a future per change.
+        self.counters["changes"] += await self.changes.publish(
+            producer._ensure_producer(), out.changes
+        )
         for letter in out.dead_letters:
             letter_key, letter_value = letter.encode()
             log.warning(
@@ -259,6 +260,7 @@ class SegmentService:
             if not due:
                 return
             await self.app.producer.flush()
+            await self.changes.settle()
             commits = self.processor.checkpoint(due)
         await self.consumer.commit(commits)
 
@@ -269,6 +271,7 @@ class SegmentService:
             return
         async with self._lock:
             await self.app.producer.flush()
+            await self.changes.settle()
             self.processor.revoke(partitions)
         log.info("revoked partitions %s (checkpointed)", sorted(partitions))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from typing import Any
@@ -137,6 +138,19 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
     )
 
 
+def tune_gc() -> None:
+    """Set the collector for a long-running worker that allocates in bursts.
+
+    Each batch allocates many short-lived objects (Kafka records, the batch list) but
+    creates no reference cycles worth chasing; with the default thresholds the
+    collector ran every 700 allocations and took a seventh of the wall time. Objects
+    alive at startup (modules, the app) are frozen out of every collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run_worker(args: argparse.Namespace) -> int:
     from segstream import SegstreamError
     from segstream.service.app import create_app
@@ -148,6 +162,11 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"segstream worker: {exc}", file=sys.stderr)
         return 2
     worker = app.Worker(loglevel=args.loglevel)
+    # Faust's terminal spinner sets the root logger to DEBUG (so the spinner sees every
+    # record) whenever the level is WARN or above; aiokafka then builds a debug record
+    # for every send and fetch. The spinner is decoration: drop it.
+    worker.spinner = None
+    tune_gc()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
