@@ -47,3 +47,11 @@ def encode_change_messages(
 ) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
     """Change rows as Kafka `(key, value)` messages, grouped by the key's default partition."""
     ...
+
+def unusual_messages(values: list[bytes | None], limit: int) -> list[int]:
+    """Indices of messages that are empty, None, over `limit` bytes, or Arrow IPC."""
+    ...
+
+def partitions_of(table: Any, column: str, partitions: int) -> Any:
+    """The Kafka default partition of each row's `column` value, as a pyarrow UInt32Array."""
+    ...

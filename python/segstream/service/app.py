@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -189,15 +189,18 @@ class SegmentService:
 
     # -- processing -------------------------------------------------------------------
 
-    async def handle(self, messages: Sequence[Any], generation: int) -> None:
-        """Apply one batch and publish what it caused; checkpoint if a partition is due."""
+    async def handle(self, fetched: Mapping[Any, Sequence[Any]], generation: int) -> None:
+        """Apply one fetch (records by topic partition) and publish what it caused.
+
+        Checkpoints if a partition is due.
+        """
         async with self._lock:
             if self._closing or generation != self.consumer.generation:
                 # Fetched before a rebalance: the partitions were sought back to their
                 # checkpoints and deliver these messages again.
                 return
-            out = self.processor.process(messages)
-            self.counters["messages"] += len(messages)
+            out = self.processor.process_fetched(fetched.items())
+            self.counters["messages"] += sum(len(records) for records in fetched.values())
             self.counters["applied"] += out.applied
             await self.publish(out)
         if any(

@@ -4,7 +4,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use pyo3_arrow::input::AnyRecordBatch;
-use segstream_engine::output::messages::encode_messages;
+use segstream_engine::output::messages::{encode_messages, key_partitions};
 
 use crate::errors::Result;
 
@@ -43,4 +43,59 @@ pub fn encode_change_messages<'py>(
         out.append((part.partition, messages))?;
     }
     Ok(out)
+}
+
+/// An Arrow IPC stream message starts with the continuation marker; an IPC
+/// file with its magic. JSON text starts with neither.
+fn is_arrow_ipc(value: &[u8]) -> bool {
+    value.starts_with(&[0xff, 0xff, 0xff, 0xff]) || value.starts_with(b"ARROW1")
+}
+
+/// Indices of the messages the worker cannot hand to `ingest_json` as they
+/// are: no value, an empty one, one over `limit` bytes, or an Arrow IPC
+/// payload. Usually none, so a batch of JSON takes one call and no Python loop.
+#[pyfunction]
+#[pyo3(signature = (values, limit))]
+pub fn unusual_messages(values: &Bound<'_, PyList>, limit: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        match value.cast::<PyBytes>() {
+            Ok(bytes) => {
+                let b = bytes.as_bytes();
+                if b.is_empty() || b.len() > limit || is_arrow_ipc(b) {
+                    out.push(i);
+                }
+            }
+            Err(_) => out.push(i),
+        }
+    }
+    Ok(out)
+}
+
+/// The Kafka default partition of each row's `column` value, as a
+/// `pyarrow.UInt32Array`: how a producer splits a table of events so each
+/// customer's rows go where keyed messages would.
+#[pyfunction]
+#[pyo3(signature = (table, column, partitions))]
+pub fn partitions_of<'py>(
+    py: Python<'py>,
+    table: AnyRecordBatch,
+    column: &str,
+    partitions: u32,
+) -> Result<Bound<'py, PyAny>> {
+    let reader = table.into_reader()?;
+    let mut out: Vec<u32> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let index = batch
+            .schema()
+            .index_of(column)
+            .map_err(|_| PyValueError::new_err(format!("the table has no `{column}` column")))?;
+        out.extend(
+            key_partitions(batch.column(index).as_ref(), partitions)
+                .map_err(PyValueError::new_err)?,
+        );
+    }
+    let array: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::UInt32Array::from(out));
+    crate::convert::array(py, array)
 }

@@ -80,6 +80,31 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (murmur2(key) & 0x7fff_ffff) % partitions
 }
 
+/// The partition of each row's key (the text of `column`'s cell), for a
+/// producer that splits a table of events by partition, as keyed sends would.
+pub fn key_partitions(column: &dyn Array, partitions: u32) -> Result<Vec<u32>, String> {
+    if partitions == 0 {
+        return Err("a topic has at least one partition".into());
+    }
+    if !matches!(
+        column.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Int32 | DataType::Int64
+    ) {
+        return Err(format!(
+            "keys must be strings or integers, not {}",
+            column.data_type()
+        ));
+    }
+    let mut key = Vec::with_capacity(32);
+    Ok((0..column.len())
+        .map(|row| {
+            key.clear();
+            write_text(column, row, &mut key);
+            partition_for_key(&key, partitions)
+        })
+        .collect())
+}
+
 /// Encodes every row of `batch` as a JSON object (its columns in schema order;
 /// timestamps as ISO 8601 UTC text with milliseconds), keyed by the text of
 /// column `key_column`, into one `PartitionMessages` per partition that has
