@@ -42,3 +42,16 @@ class Engine:
     def memory(self) -> dict[str, int]: ...
 
 def describe_rules(rules_json: str) -> dict[str, Any]: ...
+def encode_change_messages(
+    table: Any, partitions: int
+) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
+    """Change rows as Kafka `(key, value)` messages, grouped by the key's default partition."""
+    ...
+
+def unusual_messages(values: list[bytes | None], limit: int) -> list[int]:
+    """Indices of messages that are empty, None, over `limit` bytes, or Arrow IPC."""
+    ...
+
+def partitions_of(table: Any, column: str, partitions: int) -> Any:
+    """The Kafka default partition of each row's `column` value, as a pyarrow UInt32Array."""
+    ...
