@@ -52,7 +52,9 @@ def main(argv: list[str]) -> int:
     )
     per_customer = t.groupby(t.customer_id).reduce(
         t.customer_id,
-        ltv=pw.reducers.sum(t.amount),
+        # Cents, as segstream keeps money (and a float total of float sums came out wrong
+        # with Pathway 0.33 in this program, by a different amount each run).
+        ltv=pw.reducers.sum(pw.cast(int, t.amount * 100 + 0.5)),
         orders=pw.reducers.count(),
         last_purchase=pw.reducers.max(t.ts),
     )
