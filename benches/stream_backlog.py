@@ -9,6 +9,7 @@ aggregates must arrive at (a peer that dropped a message cannot match them).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -56,3 +57,30 @@ class Totals:
             cents += round(json.loads(value)["amount"] * 100)
             who.add(key)
         return cls(len(messages), len(who), cents)
+
+
+def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Send everything as fast as the client can (confluent-kafka); returns messages/s."""
+    from confluent_kafka import KafkaException, Producer
+
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": 1, "batch.size": 1 << 20}
+    )
+    started = time.perf_counter()
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(120) or errors:
+        raise KafkaException(f"preload of {topic} failed: {errors[:3] or 'flush timed out'}")
+    return len(messages) / (time.perf_counter() - started)
