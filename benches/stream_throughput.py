@@ -95,6 +95,8 @@ class Peer:
 
 
 class Bench:
+    """The measurements, each in its own consumer group (and topics) on the one backlog."""
+
     def __init__(self, args: argparse.Namespace, broker: Broker, tmp: Path) -> None:
         self.args, self.broker, self.tmp = args, broker, tmp
         self.run_id = uuid.uuid4().hex[:8]
@@ -115,10 +117,11 @@ class Bench:
     # -- one measurement each ---------------------------------------------------------
 
     def raw_client(self, client: str, totals: Totals) -> tuple[float, str | None]:
+        tag = self.tag(client)
         report = run_peer(
             "stream_ceilings.py",
-            [client, self.broker.bootstrap, self.topic, self.tag(client), totals.messages],
-            self.tmp / f"{client}.log",
+            [client, self.broker.bootstrap, self.topic, tag, totals.messages],
+            self.tmp / f"{tag}.log",
             self.timeout(totals.messages),
         )
         return rate_of(report), count_problem(report["count"], totals.messages)
