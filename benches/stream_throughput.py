@@ -19,13 +19,17 @@ The broker is `scripts/kafka.sh` on $KAFKA_PORT if one is running there, else on
 (and removed) on a free port. Timings depend on the machine, and on a small one the
 broker, the consumer and the producer share the cores; the ratios are the result.
 
-    python benches/stream_throughput.py [--events 300000] [--runs 1] [--baseline-events N]
+    python benches/stream_throughput.py [--events 300000] [--runs 1] [--only quix,pathway]
+
+(`make bench-stream ARGS="--runs 3"`.) With SEGSTREAM_BENCH_KEEP set, the consumers' logs
+are kept and their folder printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import shutil
 import statistics
@@ -194,7 +198,10 @@ class Bench:
 
 
 def rate_of(report: dict[str, float]) -> float:
-    return report["timed"] / report["seconds"] if report["seconds"] > 0 else float("nan")
+    """Messages/s after the first batch; NaN when there was nothing after it."""
+    if report["timed"] <= 0 or report["seconds"] <= 0:
+        return float("nan")
+    return report["timed"] / report["seconds"]
 
 
 def count_problem(count: int, expected: int) -> str | None:
@@ -277,12 +284,16 @@ def print_table(peers: list[Peer], n: int) -> None:
     print("| --- | --- | --- |")
     for p in peers:
         runs = " / ".join(map(short_rate, p.rates)) or "-"
-        ratio = "" if seg is None or p is seg else f"{seg.median / p.median:,.2f}×"
+        ratio = (
+            f"{seg.median / p.median:,.2f}×"
+            if seg and seg.rates and p is not seg and p.rates
+            else ""
+        )
         name = f"{p.name} {p.note}".strip()
         print(f"| {name} | {runs} | {ratio} |")
     for p in peers:
         for problem in p.problems:
-            print(f"  count check failed, {p.name}: {problem}")
+            print(f"  check failed, {p.name}: {problem}")
     if not any(p.problems for p in peers):
         print("every consumer's count matched the backlog (the peers' aggregates too)")
 
@@ -375,8 +386,12 @@ def main() -> int:
                     peer.problems.append(f"run {run + 1}: {exc}")
                     print(f"run {run + 1}: {peer.name}: failed: {exc}")
                     continue
-                print(f"run {run + 1}: {peer.name}: {rate:,.0f} events/s")
-                peer.rates.append(rate)
+                if math.isnan(rate):
+                    # First batch and last were one: no span between them to time.
+                    problem = "the backlog came in one batch, too few to time: raise --events"
+                else:
+                    print(f"run {run + 1}: {peer.name}: {rate:,.0f} events/s")
+                    peer.rates.append(rate)
                 if problem:
                     peer.problems.append(f"run {run + 1}: {problem}")
         print_table([p for p, _ in chosen], totals.messages)
