@@ -13,11 +13,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod convert;
 mod engine;
 mod errors;
+mod times;
 
 #[pymodule]
 fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(times::parse_times, m)?)?;
+    m.add_function(wrap_pyfunction!(times::parse_time, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "EVENT_COLUMNS",
