@@ -396,3 +396,10 @@ pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'p
     let text = segstream_engine::rules::describe::describe(&spec)?;
     json_to_py(py, &text)
 }
+
+/// Reads a rule set's JSON form without compiling its rules: RuleError for
+/// an unknown key or a value of the wrong type.
+#[pyfunction]
+pub fn check_rule_spec(rules_json: &str) -> Result<()> {
+    spec_from_json(rules_json).map(|_| ())
+}

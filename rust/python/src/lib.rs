@@ -19,6 +19,7 @@ mod times;
 fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::check_rule_spec, m)?)?;
     m.add_function(wrap_pyfunction!(times::parse_times, m)?)?;
     m.add_function(wrap_pyfunction!(times::parse_time, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

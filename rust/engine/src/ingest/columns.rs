@@ -242,8 +242,7 @@ impl TsColumn {
         }
         if ms > self.latest {
             return Err(format!(
-                "ts {} is later than {} (the wall clock plus max_future); a clock this far \
-                 ahead would move every customer's time",
+                "ts {} is later than {}, the wall clock plus the rule set's max_future",
                 format_ts(ms),
                 format_ts(self.latest)
             ));

@@ -98,8 +98,8 @@ impl TsFormat {
         let (local, zone) = split_zone(t);
         let Some(naive) = naive(local) else {
             return Err(format!(
-                "`{text}` is not a time (expected ISO-8601 such as `2024-05-01`, \
-                 `2024-05-01 10:00:00`, `2024-05-01T10:00:00+02:00`, or epoch milliseconds)"
+                "`{text}` is not a time (expected ISO-8601 such as 2024-05-01, \
+                 2024-05-01 10:00:00 or 2024-05-01T10:00:00+02:00, or epoch milliseconds)"
             ));
         };
         let ms = match zone {
