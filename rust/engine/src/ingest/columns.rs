@@ -235,10 +235,7 @@ impl TsColumn {
             }
         };
         if !(MIN_TS..=MAX_TS).contains(&ms) {
-            return Err(format!(
-                "ts {} is outside the years 1900..9999",
-                shown_ms(ms)
-            ));
+            return Err(format!("ts {ms} ms is outside the years 1900..9999"));
         }
         if ms > self.latest {
             return Err(format!(
@@ -270,10 +267,6 @@ impl TsColumn {
         }
         (Int64Array::from(ms), StringArray::from(why))
     }
-}
-
-fn shown_ms(ms: i64) -> String {
-    format!("{ms} ms")
 }
 
 /// Money amounts converted to exact minor units.
