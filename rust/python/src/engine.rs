@@ -56,6 +56,11 @@ fn over_batches(
             .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
         total.applied += out.applied;
         total.duplicates += out.duplicates;
+        total.max_ts = total.max_ts.max(out.max_ts);
+        segstream_engine::ingest::event_types::merge_counts(
+            &mut total.event_types,
+            out.event_types,
+        );
         offset += b.num_rows();
     }
     Ok(total)
@@ -86,7 +91,13 @@ impl PyEngine {
     fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> Result<Bound<'py, PyAny>> {
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
-        Ok((changes, rejected, out.applied, out.duplicates)
+        let event_types: Vec<(Option<String>, usize, &str)> = out
+            .event_types
+            .into_iter()
+            .map(|e| (e.name, e.rows, e.read_as.name()))
+            .collect();
+        let head = (changes, rejected, out.applied, out.duplicates);
+        Ok((head, event_types, out.max_ts)
             .into_pyobject(py)?
             .into_any())
     }
@@ -384,4 +395,11 @@ pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'p
     let spec = spec_from_json(rules_json)?;
     let text = segstream_engine::rules::describe::describe(&spec)?;
     json_to_py(py, &text)
+}
+
+/// Reads a rule set's JSON form without compiling its rules: RuleError for
+/// an unknown key or a value of the wrong type.
+#[pyfunction]
+pub fn check_rule_spec(rules_json: &str) -> Result<()> {
+    spec_from_json(rules_json).map(|_| ())
 }
