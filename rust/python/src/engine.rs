@@ -7,9 +7,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use arrow_array::RecordBatch;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
-use segstream_engine::ingest::Shard;
+use segstream_engine::ingest::{Shard, EVENT_COLUMNS};
 use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
 use segstream_engine::state::CustomerId;
 use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
@@ -18,13 +19,15 @@ use crate::convert::{array, json_to_py, rejected_table, table};
 use crate::errors::{internal, InvalidInputError, NotFoundError, Result};
 
 /// Runs engine work without the GIL, turning a panic into an `InternalError`.
+/// Every call into the engine that can take time or could panic goes through
+/// here (or `enter`), so no method releases the GIL or catches panics its own way.
 fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
-        .map_err(|_| internal(what))
+        .map_err(|payload| internal(what, payload.as_ref()))
 }
 
-/// `guarded` for engine calls that can fail: the engine's error becomes its
-/// Python class through `?`, as a panic does.
+/// `guarded` for engine calls that can fail: a panic and the engine's error
+/// both come out as the one `Error`, which `?` turns into its Python class.
 fn enter<T: Send>(
     py: Python<'_>,
     what: &str,
@@ -83,12 +86,14 @@ impl PyEngine {
         })
     }
 
+    /// The outcome as a `segstream.types.IngestOutcome` (a named tuple).
     fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> Result<Bound<'py, PyAny>> {
+        static INGEST_OUTCOME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
-        Ok((changes, rejected, out.applied, out.duplicates)
-            .into_pyobject(py)?
-            .into_any())
+        Ok(INGEST_OUTCOME
+            .import(py, "segstream.types", "IngestOutcome")?
+            .call1((changes, rejected, out.applied, out.duplicates))?)
     }
 }
 
@@ -96,21 +101,31 @@ fn spec_from_json(rules_json: &str) -> Result<RuleSetSpec> {
     Ok(RuleSetSpec::from_json(rules_json)?)
 }
 
+/// Compiles rules from their JSON text without the GIL (a large rule set takes
+/// a while, and no rule text may crash the process).
+fn compile(py: Python<'_>, rules_json: &str) -> Result<Engine> {
+    let spec = spec_from_json(rules_json)?;
+    enter(py, "compiling rules", || Engine::new(spec))
+}
+
 #[pymethods]
 impl PyEngine {
     /// Compiles `rules_json` (the rule set as JSON) and starts empty.
     #[new]
     #[pyo3(signature = (rules_json, column_map=None))]
-    fn new(rules_json: &str, column_map: Option<BTreeMap<String, String>>) -> Result<Self> {
-        let spec = spec_from_json(rules_json)?;
-        let mut inner = Engine::new(spec)?;
+    fn new(
+        py: Python<'_>,
+        rules_json: &str,
+        column_map: Option<BTreeMap<String, String>>,
+    ) -> Result<Self> {
+        let mut inner = compile(py, rules_json)?;
         if let Some(map) = column_map {
             inner.set_column_map(map)?;
         }
         Ok(PyEngine { inner })
     }
 
-    /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
+    /// Applies Arrow events; returns an `IngestOutcome`.
     /// With `evaluate=False` no rule is evaluated now (see `Engine::ingest_deferred`).
     /// With `shard=(index, count)` (deferred only), only that shard's customers are applied.
     #[pyo3(signature = (data, evaluate=true, shard=None))]
@@ -149,7 +164,7 @@ impl PyEngine {
         self.outcome(py, out)
     }
 
-    /// Applies JSON messages (a list of bytes); returns `(changes, rejected, applied, duplicates)`.
+    /// Applies JSON messages (a list of bytes or str); returns an `IngestOutcome`.
     fn ingest_json<'py>(
         &mut self,
         py: Python<'py>,
@@ -176,7 +191,7 @@ impl PyEngine {
         self.outcome(py, out)
     }
 
-    /// Upserts traits; returns `(changes, rejected, applied, duplicates)`.
+    /// Upserts traits; returns an `IngestOutcome`.
     fn update_traits<'py>(
         &mut self,
         py: Python<'py>,
@@ -346,17 +361,23 @@ impl PyEngine {
     #[getter]
     fn rule_columns(&self) -> Vec<&'static str> {
         let keyed = &self.inner.state.keyed;
-        let mut out = vec!["customer_id", "ts", "event_type", "amount", "quantity"];
-        if keyed.wants_products() {
-            out.push("product_ids");
-        }
-        if keyed.wants_categories() {
-            out.push("categories");
-        }
-        if keyed.wants_flags() {
-            out.push("flags");
-        }
-        out
+        EVENT_COLUMNS
+            .into_iter()
+            .filter(|&c| match c {
+                "event_id" | "order_id" => false,
+                "product_ids" => keyed.wants_products(),
+                "categories" => keyed.wants_categories(),
+                "flags" => keyed.wants_flags(),
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// True when `ingest(..., evaluate=False)` ends in the memberships that
+    /// evaluating every batch would (see `Engine::defers_exactly`).
+    #[getter]
+    fn defers_exactly(&self) -> bool {
+        self.inner.defers_exactly()
     }
 
     /// Customers with a pending time-driven re-evaluation.
@@ -382,6 +403,18 @@ impl PyEngine {
 #[pyfunction]
 pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'py, PyAny>> {
     let spec = spec_from_json(rules_json)?;
-    let text = segstream_engine::rules::describe::describe(&spec)?;
+    let text = enter(py, "describing rules", || {
+        segstream_engine::rules::describe::describe(&spec)
+    })?;
     json_to_py(py, &text)
+}
+
+/// Panics inside the boundary, for the test that a panic reaches Python as an
+/// `InternalError` (and the interpreter lives on).
+#[pyfunction]
+pub fn _panic_for_tests(py: Python<'_>, message: &str) -> Result<()> {
+    let message = message.to_string();
+    guarded(py, "running the panic test hook", || -> () {
+        panic!("{message}")
+    })
 }

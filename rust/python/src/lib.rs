@@ -18,6 +18,7 @@ mod errors;
 fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::_panic_for_tests, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "EVENT_COLUMNS",
