@@ -93,3 +93,49 @@ def test_the_stub_matches_the_built_extension() -> None:
     argv = [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file", "pyproject.toml"]
     run = subprocess.run([*argv, "segstream._segstream"], capture_output=True, text=True, cwd=root)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_ids_of_the_other_kind_convert_by_one_rule_in_arrow_json_and_traits() -> None:
+    """A text-id engine reads integer ids as their decimal text, from an Arrow batch as
+    from JSON; an integer-id engine reads a text id only when it is an integer written
+    exactly, and rejects the row naming the id otherwise."""
+    rules = {**RULES, "traits": {"industry": "string"}}
+    text_ids = segstream.Engine(rules)
+    text_ids.ingest(pa.table({"customer_id": ["42"], "ts": [1_700_000_000_000], "amount": [1.0]}))
+    arrow = text_ids.ingest(
+        pa.table({"customer_id": [42], "ts": [1_700_000_000_001], "amount": [99.0]})
+    )
+    assert arrow.rejected.num_rows == 0
+    assert arrow.changes.column("customer_id").to_pylist() == ["42"]
+    json_out = text_ids.ingest_json(
+        [json.dumps({"customer_id": 42, "ts": 1_700_000_000_002, "amount": 1.0})]
+    )
+    assert json_out.applied == 1
+    text_ids.update_traits(pa.table({"customer_id": [42], "industry": ["retail"]}))
+    profile = text_ids.profile("42")
+    assert profile["orders"] == 3 and profile["traits"] == {"industry": "retail"}
+    assert text_ids.num_customers == 1
+
+    int_ids = segstream.Engine(rules)
+    int_ids.ingest(pa.table({"customer_id": [7], "ts": [1_700_000_000_000], "amount": [1.0]}))
+    texts = pa.table(
+        {"customer_id": ["7", "007", "x"], "ts": [1_700_000_000_001] * 3, "amount": [1.0] * 3}
+    )
+    out = int_ids.ingest(texts)
+    assert out.applied == 1
+    assert out.rejected.to_pylist() == [
+        {
+            "row": 1,
+            "reason": "customer_id `007` is not an integer, and this engine holds integer ids",
+        },
+        {
+            "row": 2,
+            "reason": "customer_id `x` is not an integer, and this engine holds integer ids",
+        },
+    ]
+    flat = [
+        json.dumps({"customer_id": t, "ts": 1_700_000_000_002, "amount": 1.0}) for t in ("7", "007")
+    ]
+    assert int_ids.ingest_json(flat).applied == 1
+    assert int_ids.profile(7)["orders"] == 3 and int_ids.num_customers == 1
+    assert int_ids.profile("7") == int_ids.profile(7)

@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
 use segstream_engine::ingest::{Shard, EVENT_COLUMNS};
 use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
-use segstream_engine::state::CustomerId;
+use segstream_engine::state::{int_id_from_text, CustomerId, IdKind};
 use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
 
 use crate::convert::{array, json_to_py, rejected_table, table};
@@ -245,19 +245,21 @@ impl PyEngine {
         customer_id: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
-        let text_id;
-        let id = if let Ok(i) = customer_id.extract::<i64>() {
-            CustomerId::Int(i)
-        } else {
-            text_id = customer_id.extract::<String>()?;
-            CustomerId::Str(&text_id)
-        };
-        let id = match (self.inner.state.ids.kind(), id) {
-            (Some(segstream_engine::state::IdKind::Str), CustomerId::Int(i)) => {
-                let text = i.to_string().into_pyobject(py)?.into_any();
-                return self.profile(py, &text);
+        // Same rule as the decoders: an id of the other kind is converted exactly.
+        let text;
+        let id = match (self.inner.state.ids.kind(), customer_id.extract::<i64>()) {
+            (Some(IdKind::Str), Ok(i)) => {
+                text = i.to_string();
+                CustomerId::Str(&text)
             }
-            (_, id) => id,
+            (_, Ok(i)) => CustomerId::Int(i),
+            (kind, Err(_)) => {
+                text = customer_id.extract::<String>()?;
+                match (kind, int_id_from_text(&text)) {
+                    (Some(IdKind::Int), Some(i)) => CustomerId::Int(i),
+                    _ => CustomerId::Str(&text),
+                }
+            }
         };
         match profile_json(&self.inner, id) {
             Ok(v) => json_to_py(py, &v.to_string()),
