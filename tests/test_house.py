@@ -139,3 +139,29 @@ def test_ids_of_the_other_kind_convert_by_one_rule_in_arrow_json_and_traits() ->
     assert int_ids.ingest_json(flat).applied == 1
     assert int_ids.profile(7)["orders"] == 3 and int_ids.num_customers == 1
     assert int_ids.profile("7") == int_ids.profile(7)
+
+
+def test_each_customer_remembers_its_last_1024_event_ids_across_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    n = 1024 + 10
+
+    def batch(ids: list[int]) -> pa.Table:
+        return pa.table(
+            {
+                "customer_id": ["a"] * len(ids),
+                "ts": [1_700_000_000_000 + i for i in ids],
+                "amount": [1.0] * len(ids),
+                "event_id": [f"e{i}" for i in ids],
+            }
+        )
+
+    engine = segstream.Engine(RULES)
+    assert engine.ingest(batch(list(range(n)))).applied == n
+    engine.save(tmp_path / "state.arrow")
+    for e in (engine, segstream.Engine.load(tmp_path / "state.arrow")):
+        recent = e.ingest(batch([n - 1, n - 1024]))
+        assert (recent.applied, recent.duplicates) == (0, 2)
+        # Older than the last 1,024: forgotten, so applied again (the documented bound).
+        assert e.ingest(batch([0])).applied == 1
+        assert e.profile("a")["orders"] == n + 1
