@@ -10,7 +10,16 @@ import pyarrow as pa
 
 from segstream.types import ArrowData, IngestOutcome
 
-__all__ = ["Engine", "describe_rules", "_panic_for_tests", "__version__", "EVENT_COLUMNS"]
+__all__ = [
+    "Engine",
+    "describe_rules",
+    "_panic_for_tests",
+    "encode_change_messages",
+    "unusual_messages",
+    "partitions_of",
+    "__version__",
+    "EVENT_COLUMNS",
+]
 
 __version__: str
 #: The event columns of DESIGN.md, in the order it documents them.
@@ -56,3 +65,16 @@ class Engine:
 
 def describe_rules(rules_json: str) -> dict[str, Any]: ...
 def _panic_for_tests(message: str) -> None: ...
+def encode_change_messages(
+    table: ArrowData, partitions: int
+) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
+    """Change rows as Kafka `(key, value)` messages, grouped by the key's default partition."""
+    ...
+
+def unusual_messages(values: list[bytes | None], limit: int) -> list[int]:
+    """Indices of messages that are empty, None, over `limit` bytes, or Arrow IPC."""
+    ...
+
+def partitions_of(table: ArrowData, column: str, partitions: int) -> pa.Array:
+    """The Kafka default partition of each row's `column` value, as a pyarrow UInt32Array."""
+    ...
