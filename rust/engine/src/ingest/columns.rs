@@ -168,6 +168,7 @@ pub fn id_column(name: &str, col: &ArrayRef) -> Result<IdColumn> {
 /// Event times in ms.
 pub enum TsColumn {
     /// Raw values and the factor to ms (`mul` > 0 multiplies, `div` > 0 floors).
+    #[allow(missing_docs)]
     Scaled {
         values: PrimitiveArray<Int64Type>,
         mul: i64,
