@@ -7,9 +7,9 @@ use rustc_hash::FxHashMap;
 /// The kind of ids an engine holds; fixed by the first batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
-    /// Text ids.
+    /// Any text column (utf8, large_utf8, dictionary).
     Str,
-    /// Integer ids.
+    /// Any integer column, kept as `i64`; a value beyond it is a rejected row.
     Int,
 }
 
@@ -40,9 +40,9 @@ fn decimal_len(v: i64) -> usize {
 /// A borrowed customer id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CustomerId<'a> {
-    /// Text id.
+    /// Borrowed from the input column or the interner.
     Str(&'a str),
-    /// Integer id.
+    /// As given (see `int_id_from_text` for text naming an integer).
     Int(i64),
 }
 
