@@ -9,16 +9,21 @@ below say so to a type checker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, runtime_checkable
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from segstream.rules import RuleSet
 
 __all__ = [
     "ArrowArrayExportable",
     "ArrowData",
     "ArrowStreamExportable",
     "IngestOutcome",
+    "RuleSource",
 ]
 
 
@@ -42,6 +47,10 @@ class ArrowArrayExportable(Protocol):
 
 #: What ``Engine.ingest`` and ``Engine.update_traits`` take.
 ArrowData: TypeAlias = ArrowStreamExportable | ArrowArrayExportable
+
+#: Rules as ``Engine`` and ``replace_rules`` take them: a RuleSet, the rule set as a
+#: dict, a path to a YAML file, or YAML text.
+RuleSource: TypeAlias = "RuleSet | Mapping[str, Any] | str | os.PathLike[str]"
 
 
 class IngestOutcome(NamedTuple):
