@@ -47,13 +47,17 @@ test-py: build ## run the Python tests only
 wheel-check: build ## build the release wheel, install it in a fresh venv, run the demo and the quickstart
 	bash scripts/wheel_check.sh
 
+# stubtest imports the extension, so lint needs it built (make build or build-dev) first.
 .PHONY: lint
-lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy
+lint: $(STAMP) ## fmt, clippy -D warnings, engine docs (missing_docs denied), ruff, mypy --strict, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D missing_docs -D rustdoc::broken_intra_doc_links" \
+		cargo doc -q -p segstream-engine --no-deps
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy python/segstream
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml segstream._segstream
 
 .PHONY: lint-rust-fmt
 lint-rust-fmt: ## cargo fmt --check only

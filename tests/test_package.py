@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import segstream
 
 
@@ -14,14 +15,34 @@ def test_python_dash_m_and_version_flag_print_the_package_version() -> None:
     assert out.strip() == f"segstream {segstream.__version__}"
 
 
-def test_importing_segstream_does_not_import_the_service_stack() -> None:
-    code = (
-        "import sys, segstream; "
-        "heavy = [m for m in ('faust', 'aiokafka', 'polars', 'duckdb') if m in sys.modules]; "
-        "print(','.join(heavy))"
-    )
+#: What `import segstream` must not pull in: the service's stack (an extra), the dev-only
+#: data frames, and the parts of pyarrow and of segstream that only bulk runs need.
+HEAVY = (
+    "faust",
+    "aiokafka",
+    "polars",
+    "duckdb",
+    "pandas",
+    "pyarrow.compute",
+    "pyarrow.dataset",
+    "pyarrow.parquet",
+    "segstream.bulk",
+    "segstream.service",
+)
+
+
+def test_importing_segstream_does_not_import_the_service_stack_or_the_bulk_runner() -> None:
+    code = f"import sys, segstream; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_segment_files_is_loaded_on_first_use() -> None:
+    from segstream import bulk
+
+    assert segstream.segment_files is bulk.segment_files
+    with pytest.raises(AttributeError, match="no attribute 'segment_filez'"):
+        segstream.segment_filez  # noqa: B018
 
 
 def test_every_list_of_event_columns_is_the_engines() -> None:

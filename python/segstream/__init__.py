@@ -4,6 +4,8 @@ A Rust engine keeps per-customer purchase aggregates and evaluates SQL
 segment rules; this package wraps it for Python, the CLI and the Faust app.
 """
 
+from typing import TYPE_CHECKING
+
 from segstream._segstream import __version__
 from segstream.engine import Engine, IngestResult, to_epoch_ms
 from segstream.errors import (
@@ -18,10 +20,20 @@ from segstream.errors import (
     SegstreamError,
 )
 from segstream.rules import RuleSet
+from segstream.types import ArrowArrayExportable, ArrowData, ArrowStreamExportable, IngestOutcome
+
+if TYPE_CHECKING:
+    # The bulk runner pulls in pyarrow.dataset and the file readers: a type checker
+    # sees its real signature, while at run time it is imported on first use.
+    from segstream.bulk import segment_files
 
 __all__ = [
+    "ArrowArrayExportable",
+    "ArrowData",
+    "ArrowStreamExportable",
     "CheckpointError",
     "Engine",
+    "IngestOutcome",
     "IngestResult",
     "InternalError",
     "InvalidInputError",
@@ -38,8 +50,9 @@ __all__ = [
 ]
 
 
-def segment_files(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Re-segments files in bulk; see :func:`segstream.bulk.segment_files`."""
-    from segstream.bulk import segment_files as _impl
+def __getattr__(name: str) -> object:
+    if name == "segment_files":
+        from segstream.bulk import segment_files
 
-    return _impl(*args, **kwargs)
+        return segment_files
+    raise AttributeError(f"module 'segstream' has no attribute {name!r}")

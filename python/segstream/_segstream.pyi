@@ -1,30 +1,48 @@
-"""Type stubs for the Rust extension (thin handle; use segstream.Engine)."""
+"""Type stubs for the Rust extension (thin handle; use segstream.Engine).
 
-from typing import Any
+Checked against the built module by ``python -m mypy.stubtest segstream._segstream``
+(``make lint``).
+"""
+
+from typing import Any, final
 
 import pyarrow as pa
+
+from segstream.types import ArrowData, IngestOutcome
+
+__all__ = [
+    "Engine",
+    "describe_rules",
+    "_panic_for_tests",
+    "encode_change_messages",
+    "unusual_messages",
+    "partitions_of",
+    "check_rule_spec",
+    "parse_times",
+    "parse_time",
+    "__version__",
+    "EVENT_COLUMNS",
+]
 
 __version__: str
 #: The event columns of DESIGN.md, in the order it documents them.
 EVENT_COLUMNS: list[str]
 
-#: ((changes, rejected, applied, duplicates), [(event_type, rows, read_as)], max_ts_ms)
-_Outcome = tuple[
-    tuple[pa.Table, pa.Table, int, int], list[tuple[str | None, int, str]], int | None
-]
-
+@final
 class Engine:
-    def __init__(self, rules_json: str, column_map: dict[str, str] | None = None) -> None: ...
+    def __new__(cls, rules_json: str, column_map: dict[str, str] | None = None) -> Engine: ...
     def ingest(
-        self, data: Any, evaluate: bool = True, shard: tuple[int, int] | None = None
-    ) -> _Outcome: ...
+        self, data: ArrowData, evaluate: bool = True, shard: tuple[int, int] | None = None
+    ) -> IngestOutcome: ...
     def merge(self, other: Engine) -> None: ...
-    def ingest_json(self, messages: list[bytes | str]) -> _Outcome: ...
-    def update_traits(self, data: Any) -> _Outcome: ...
+    def ingest_json(self, messages: list[bytes | str]) -> IngestOutcome: ...
+    def update_traits(self, data: ArrowData) -> IngestOutcome: ...
     def advance_to(self, ms: int, net: bool = False) -> pa.Table: ...
     @property
     def clock(self) -> int | None: ...
     def members(self, name: str) -> pa.Array: ...
+    # Results read from JSON: values are numbers, strings, lists and dicts as the rules
+    # make them, so only the keys are fixed.
     def profile(self, customer_id: str | int) -> dict[str, Any]: ...
     def snapshot(self) -> pa.Table: ...
     def stats(self) -> dict[str, Any]: ...
@@ -43,12 +61,15 @@ class Engine:
     @property
     def rule_columns(self) -> list[str]: ...
     @property
+    def defers_exactly(self) -> bool: ...
+    @property
     def pending_timers(self) -> int: ...
     def memory(self) -> dict[str, int]: ...
 
 def describe_rules(rules_json: str) -> dict[str, Any]: ...
+def _panic_for_tests(message: str) -> None: ...
 def encode_change_messages(
-    table: Any, partitions: int
+    table: ArrowData, partitions: int
 ) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
     """Change rows as Kafka `(key, value)` messages, grouped by the key's default partition."""
     ...
@@ -57,7 +78,7 @@ def unusual_messages(values: list[bytes | None], limit: int) -> list[int]:
     """Indices of messages that are empty, None, over `limit` bytes, or Arrow IPC."""
     ...
 
-def partitions_of(table: Any, column: str, partitions: int) -> Any:
+def partitions_of(table: ArrowData, column: str, partitions: int) -> pa.Array:
     """The Kafka default partition of each row's `column` value, as a pyarrow UInt32Array."""
     ...
 def check_rule_spec(rules_json: str) -> None: ...

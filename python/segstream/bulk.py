@@ -274,7 +274,7 @@ def resegment(
     # Only the memberships at the end are wanted, so rules are evaluated once per customer
     # at the end rather than once per batch; cooldowns depend on every exit along the way,
     # so rule sets with one are evaluated batch by batch.
-    evaluate = any(s.get("cooldown") for s in engine.rules.to_dict().get("segments", []))
+    evaluate = not engine.defers_exactly
     batch_size = batch_size or auto_batch_size(files, evaluate)
     # Decode only what changes the result: tag columns no rule reads are skipped, as is
     # event_id unless deduplicating. order_id is kept for grouping and for rejected.*.

@@ -14,6 +14,7 @@ import pyarrow as pa
 from segstream import _segstream
 from segstream.event_types import EventTypeCount
 from segstream.rules import RuleSet
+from segstream.types import ArrowData, IngestOutcome, RuleSource
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -63,10 +64,11 @@ def to_epoch_ms(ts: datetime | date | int | str) -> int:
     raise TypeError(f"expected datetime, date, ISO string or epoch ms, got {type(ts).__name__}")
 
 
-def _result(raw: tuple[Any, ...]) -> IngestResult:
-    (changes, rejected, applied, duplicates), event_types, max_ts = raw
-    counts = tuple(EventTypeCount(name, rows, how) for name, rows, how in event_types)
-    return IngestResult(changes, rejected, applied, duplicates, counts, max_ts)
+def _result(raw: IngestOutcome) -> IngestResult:
+    counts = tuple(EventTypeCount(name, rows, how) for name, rows, how in raw.event_types)
+    return IngestResult(
+        raw.changes, raw.rejected, raw.applied, raw.duplicates, counts, raw.max_ts
+    )
 
 
 class Engine:
@@ -76,21 +78,21 @@ class Engine:
     ``column_map`` maps engine column names to yours, e.g. ``{"customer_id": "cust_no"}``.
     """
 
-    def __init__(self, rules: Any, *, column_map: Mapping[str, str] | None = None) -> None:
+    def __init__(self, rules: RuleSource, *, column_map: Mapping[str, str] | None = None) -> None:
         self.rules = RuleSet.coerce(rules)
         self._inner = _segstream.Engine(
             self.rules.to_json(), dict(column_map) if column_map else None
         )
 
     @classmethod
-    def _wrap(cls, inner: Any) -> Engine:
+    def _wrap(cls, inner: _segstream.Engine) -> Engine:
         obj = cls.__new__(cls)
         obj._inner = inner
         obj.rules = RuleSet(json.loads(inner.rules_json))
         return obj
 
     def ingest(
-        self, data: Any, *, evaluate: bool = True, shard: tuple[int, int] | None = None
+        self, data: ArrowData, *, evaluate: bool = True, shard: tuple[int, int] | None = None
     ) -> IngestResult:
         """Applies events from any Arrow PyCapsule object (pyarrow, polars, DuckDB, …).
 
@@ -121,14 +123,14 @@ class Engine:
         """Applies JSON messages (flat events, Segment-spec track/identify, trait upserts)."""
         return _result(self._inner.ingest_json(list(messages)))
 
-    def update_traits(self, data: Any) -> pa.Table:
+    def update_traits(self, data: ArrowData) -> pa.Table:
         """Upserts profile traits (customer_id + one column per declared trait); returns changes.
 
         Rows that cannot be read raise nothing: see :meth:`update_traits_result`.
         """
         return self.update_traits_result(data).changes
 
-    def update_traits_result(self, data: Any) -> IngestResult:
+    def update_traits_result(self, data: ArrowData) -> IngestResult:
         """Like :meth:`update_traits`, with rejected rows."""
         return _result(self._inner.update_traits(data))
 
@@ -185,7 +187,7 @@ class Engine:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], rules: Any = None) -> Engine:
+    def load(cls, path: str | os.PathLike[str], rules: RuleSource | None = None) -> Engine:
         """Reads a checkpoint. With ``rules``, refuses a checkpoint made with other rules."""
         fingerprint = None
         if rules is not None:
@@ -198,7 +200,7 @@ class Engine:
         result: dict[str, Any] = json.loads(self._inner.offsets)
         return result
 
-    def replace_rules(self, rules: Any) -> pa.Table:
+    def replace_rules(self, rules: RuleSource) -> pa.Table:
         """Replaces the rules and re-evaluates everyone; returns changes with cause ``rules``."""
         new = RuleSet.coerce(rules)
         changes: pa.Table = self._inner.replace_rules(new.to_json())
@@ -227,6 +229,12 @@ class Engine:
         """
         result: list[str] = self._inner.rule_columns
         return result
+
+    @property
+    def defers_exactly(self) -> bool:
+        """True when ``ingest(..., evaluate=False)`` ends in the memberships that evaluating
+        every batch would; false when a segment has a cooldown (it depends on every exit)."""
+        return self._inner.defers_exactly
 
     @property
     def pending_timers(self) -> int:

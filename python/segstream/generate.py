@@ -226,7 +226,8 @@ def _split(total: int, weights: np.ndarray) -> np.ndarray:
     rest = total - int(out.sum())
     if rest:
         out[np.argsort(-(exact - out), kind="stable")[:rest]] += 1
-    return out
+    split: np.ndarray = out
+    return split
 
 
 def _season(day_of_year: np.ndarray) -> np.ndarray:
@@ -326,7 +327,8 @@ class _Slicer:
         from_fav = cat.by_category[cat.category_start[favourite] + within]
         popular = np.searchsorted(cat.popularity_cdf, self.rng.random(n) * cat.popularity_cdf[-1])
         popular = np.minimum(popular, N_PRODUCTS - 1)
-        return np.where(u[:, 2] < 0.55, from_fav, popular)
+        picked: np.ndarray = np.where(u[:, 2] < 0.55, from_fav, popular)
+        return picked
 
     def _purchases(self, n: int, lo: int, hi: int) -> pa.Table:
         c, cat, rng = self.cust, self.cat, self.rng

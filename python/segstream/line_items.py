@@ -121,7 +121,12 @@ def _same_key_as_last(table: pa.Table) -> pa.ChunkedArray:
 def group_lines(lines: pa.Table) -> pa.Table:
     """One event per (customer_id, order_id, event_type) of the given lines, in first-seen order."""
     names = lines.column_names
-    aggregations: list[tuple] = [("ts", "min"), (SOURCE_ROW, "min"), ([], "count_all")]
+    # (column or no columns, function[, options]), as Table.group_by().aggregate takes them.
+    aggregations: list[tuple[str | list[str], str] | tuple[str, str, pc.CountOptions]] = [
+        ("ts", "min"),
+        (SOURCE_ROW, "min"),
+        ([], "count_all"),
+    ]
     renames = {"ts_min": "ts", f"{SOURCE_ROW}_min": SOURCE_ROW, "count_all": LINES}
     if "amount" in names:
         aggregations.append(("amount", "sum"))

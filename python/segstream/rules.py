@@ -8,12 +8,15 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from segstream import _segstream
 from segstream.errors import RuleError
+
+if TYPE_CHECKING:
+    from segstream.types import RuleSource
 
 
 class RuleSet:
@@ -62,7 +65,7 @@ class RuleSet:
         return cls.from_yaml(p.read_text(encoding="utf-8"), source=str(p))
 
     @classmethod
-    def coerce(cls, rules: Any) -> RuleSet:
+    def coerce(cls, rules: RuleSource) -> RuleSet:
         """Accepts a RuleSet, a dict, a path to a YAML file or YAML text."""
         if isinstance(rules, RuleSet):
             return rules
@@ -81,7 +84,8 @@ class RuleSet:
 
     def to_dict(self) -> dict[str, Any]:
         """The rule set as a plain dict."""
-        return json.loads(self.to_json())
+        as_dict: dict[str, Any] = json.loads(self.to_json())
+        return as_dict
 
     def to_json(self) -> str:
         """The JSON form the engine compiles."""

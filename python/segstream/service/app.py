@@ -255,7 +255,8 @@ class SegmentService:
         # Faust's producer wraps an aiokafka one; its batch API is what lets a whole
         # table of changes go out without a coroutine and a future per change.
         self.counters["changes"] += await self.changes.publish(
-            producer._ensure_producer(), out.changes
+            producer._ensure_producer(),  # type: ignore[attr-defined]
+            out.changes,
         )
         for letter in out.dead_letters:
             letter_key, letter_value = letter.encode()

@@ -81,7 +81,7 @@ async def produce(
     await producer.start()
     started = time.perf_counter()
     sent = 0
-    in_flight: list[asyncio.Future] = []
+    in_flight: list[asyncio.Future[object]] = []
     try:
         for key, value in messages:
             if rate:

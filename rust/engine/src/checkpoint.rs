@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
@@ -22,7 +22,7 @@ use crate::membership::Memberships;
 use crate::output::snapshot::ids_array;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::RuleSetSpec;
-use crate::state::{Aggregates, IdKind};
+use crate::state::{Aggregates, IdKind, SeenEvents};
 
 /// Version written by this build; files with a larger one are refused.
 /// Version 2 adds the checksum; version 1 files load without one.
@@ -118,17 +118,7 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     }
     let due: Vec<i64> = (0..n as u32).map(|c| engine.timers.due(c)).collect();
     push("next_due".into(), Arc::new(Int64Array::from(due)));
-    let mut by_customer: Vec<Vec<u64>> = vec![Vec::new(); n];
-    for &(c, h) in &engine.state.seen_events {
-        by_customer[c as usize].push(h);
-    }
-    let mut b = ListBuilder::new(UInt64Builder::new());
-    for mut hs in by_customer {
-        hs.sort_unstable();
-        b.values().append_slice(&hs);
-        b.append(true);
-    }
-    push("event_ids".into(), Arc::new(b.finish()));
+    push("event_ids".into(), engine.state.seen_events.to_column(n));
     let mut meta = HashMap::new();
     meta.insert(
         "segstream.format_version".to_string(),
@@ -447,19 +437,6 @@ fn restore(engine: &mut Engine, kind: Option<IdKind>, batch: &RecordBatch) -> Re
     for (c, due) in ints(batch, "next_due")?.into_iter().enumerate() {
         engine.timers.set(c as u32, due);
     }
-    let c = column(batch, "event_ids")?;
-    let DataType::List(f) = c.data_type() else {
-        return Err(err("`event_ids` must be a list"));
-    };
-    if f.data_type() != &DataType::UInt64 {
-        return Err(err("`event_ids` must be list<uint64>"));
-    }
-    let list = c.as_list::<i32>();
-    for row in 0..n {
-        let v = list.value(row);
-        for h in v.as_primitive::<UInt64Type>().iter().flatten() {
-            engine.state.seen_events.insert((row as u32, h));
-        }
-    }
+    engine.state.seen_events = SeenEvents::from_column(column(batch, "event_ids")?, n)?;
     Ok(())
 }

@@ -199,6 +199,23 @@ impl Engine {
         })
     }
 
+    /// Whether deferred ingests (`ingest_deferred`, then `settle_deferred`)
+    /// end in the memberships that evaluating every batch would. They do not
+    /// when a segment has a cooldown: whether a customer may re-enter depends
+    /// on every exit along the way, and a deferred load sees only the exits of
+    /// the evaluations it does.
+    pub fn defers_exactly(&self) -> bool {
+        !self.rules.nodes.iter().any(|n| {
+            matches!(
+                n.kind,
+                NodeKind::Segment {
+                    cooldown: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+
     /// Evaluates the customers that deferred ingests touched, at the current
     /// clock, and fires the timers that fell due meanwhile. The changes are
     /// dropped: deferred ingests report none. Every operation that reads or

@@ -62,9 +62,7 @@ impl Engine {
         for (mine, theirs) in self.state.traits.values.iter_mut().zip(o.traits.values) {
             mine.extend(theirs);
         }
-        self.state
-            .seen_events
-            .extend(o.seen_events.into_iter().map(|(c, h)| (c + offset, h)));
+        self.state.seen_events.append(o.seen_events, offset);
         self.members.append(other.members);
         self.timers.append(other.timers);
         self.clock = match (self.clock, other.clock) {

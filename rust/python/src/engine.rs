@@ -7,24 +7,27 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use arrow_array::RecordBatch;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
-use segstream_engine::ingest::Shard;
+use segstream_engine::ingest::{Shard, EVENT_COLUMNS};
 use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
-use segstream_engine::state::CustomerId;
+use segstream_engine::state::{int_id_from_text, CustomerId, IdKind};
 use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
 
 use crate::convert::{array, json_to_py, rejected_table, table};
 use crate::errors::{internal, InvalidInputError, NotFoundError, Result};
 
 /// Runs engine work without the GIL, turning a panic into an `InternalError`.
+/// Every call into the engine that can take time or could panic goes through
+/// here (or `enter`), so no method releases the GIL or catches panics its own way.
 fn guarded<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
-        .map_err(|_| internal(what))
+        .map_err(|payload| internal(what, payload.as_ref()))
 }
 
-/// `guarded` for engine calls that can fail: the engine's error becomes its
-/// Python class through `?`, as a panic does.
+/// `guarded` for engine calls that can fail: a panic and the engine's error
+/// both come out as the one `Error`, which `?` turns into its Python class.
 fn enter<T: Send>(
     py: Python<'_>,
     what: &str,
@@ -88,7 +91,9 @@ impl PyEngine {
         })
     }
 
+    /// The outcome as a `segstream.types.IngestOutcome` (a named tuple).
     fn outcome<'py>(&self, py: Python<'py>, out: IngestOutcome) -> Result<Bound<'py, PyAny>> {
+        static INGEST_OUTCOME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
         let event_types: Vec<(Option<String>, usize, &str)> = out
@@ -96,10 +101,16 @@ impl PyEngine {
             .into_iter()
             .map(|e| (e.name, e.rows, e.read_as.name()))
             .collect();
-        let head = (changes, rejected, out.applied, out.duplicates);
-        Ok((head, event_types, out.max_ts)
-            .into_pyobject(py)?
-            .into_any())
+        Ok(INGEST_OUTCOME
+            .import(py, "segstream.types", "IngestOutcome")?
+            .call1((
+                changes,
+                rejected,
+                out.applied,
+                out.duplicates,
+                event_types,
+                out.max_ts,
+            ))?)
     }
 }
 
@@ -107,21 +118,31 @@ fn spec_from_json(rules_json: &str) -> Result<RuleSetSpec> {
     Ok(RuleSetSpec::from_json(rules_json)?)
 }
 
+/// Compiles rules from their JSON text without the GIL (a large rule set takes
+/// a while, and no rule text may crash the process).
+fn compile(py: Python<'_>, rules_json: &str) -> Result<Engine> {
+    let spec = spec_from_json(rules_json)?;
+    enter(py, "compiling rules", || Engine::new(spec))
+}
+
 #[pymethods]
 impl PyEngine {
     /// Compiles `rules_json` (the rule set as JSON) and starts empty.
     #[new]
     #[pyo3(signature = (rules_json, column_map=None))]
-    fn new(rules_json: &str, column_map: Option<BTreeMap<String, String>>) -> Result<Self> {
-        let spec = spec_from_json(rules_json)?;
-        let mut inner = Engine::new(spec)?;
+    fn new(
+        py: Python<'_>,
+        rules_json: &str,
+        column_map: Option<BTreeMap<String, String>>,
+    ) -> Result<Self> {
+        let mut inner = compile(py, rules_json)?;
         if let Some(map) = column_map {
             inner.set_column_map(map)?;
         }
         Ok(PyEngine { inner })
     }
 
-    /// Applies Arrow events; returns `(changes, rejected, applied, duplicates)`.
+    /// Applies Arrow events; returns an `IngestOutcome`.
     /// With `evaluate=False` no rule is evaluated now (see `Engine::ingest_deferred`).
     /// With `shard=(index, count)` (deferred only), only that shard's customers are applied.
     #[pyo3(signature = (data, evaluate=true, shard=None))]
@@ -160,7 +181,7 @@ impl PyEngine {
         self.outcome(py, out)
     }
 
-    /// Applies JSON messages (a list of bytes); returns `(changes, rejected, applied, duplicates)`.
+    /// Applies JSON messages (a list of bytes or str); returns an `IngestOutcome`.
     fn ingest_json<'py>(
         &mut self,
         py: Python<'py>,
@@ -187,7 +208,7 @@ impl PyEngine {
         self.outcome(py, out)
     }
 
-    /// Upserts traits; returns `(changes, rejected, applied, duplicates)`.
+    /// Upserts traits; returns an `IngestOutcome`.
     fn update_traits<'py>(
         &mut self,
         py: Python<'py>,
@@ -241,19 +262,21 @@ impl PyEngine {
         customer_id: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
-        let text_id;
-        let id = if let Ok(i) = customer_id.extract::<i64>() {
-            CustomerId::Int(i)
-        } else {
-            text_id = customer_id.extract::<String>()?;
-            CustomerId::Str(&text_id)
-        };
-        let id = match (self.inner.state.ids.kind(), id) {
-            (Some(segstream_engine::state::IdKind::Str), CustomerId::Int(i)) => {
-                let text = i.to_string().into_pyobject(py)?.into_any();
-                return self.profile(py, &text);
+        // Same rule as the decoders: an id of the other kind is converted exactly.
+        let text;
+        let id = match (self.inner.state.ids.kind(), customer_id.extract::<i64>()) {
+            (Some(IdKind::Str), Ok(i)) => {
+                text = i.to_string();
+                CustomerId::Str(&text)
             }
-            (_, id) => id,
+            (_, Ok(i)) => CustomerId::Int(i),
+            (kind, Err(_)) => {
+                text = customer_id.extract::<String>()?;
+                match (kind, int_id_from_text(&text)) {
+                    (Some(IdKind::Int), Some(i)) => CustomerId::Int(i),
+                    _ => CustomerId::Str(&text),
+                }
+            }
         };
         match profile_json(&self.inner, id) {
             Ok(v) => json_to_py(py, &v.to_string()),
@@ -357,17 +380,23 @@ impl PyEngine {
     #[getter]
     fn rule_columns(&self) -> Vec<&'static str> {
         let keyed = &self.inner.state.keyed;
-        let mut out = vec!["customer_id", "ts", "event_type", "amount", "quantity"];
-        if keyed.wants_products() {
-            out.push("product_ids");
-        }
-        if keyed.wants_categories() {
-            out.push("categories");
-        }
-        if keyed.wants_flags() {
-            out.push("flags");
-        }
-        out
+        EVENT_COLUMNS
+            .into_iter()
+            .filter(|&c| match c {
+                "event_id" | "order_id" => false,
+                "product_ids" => keyed.wants_products(),
+                "categories" => keyed.wants_categories(),
+                "flags" => keyed.wants_flags(),
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// True when `ingest(..., evaluate=False)` ends in the memberships that
+    /// evaluating every batch would (see `Engine::defers_exactly`).
+    #[getter]
+    fn defers_exactly(&self) -> bool {
+        self.inner.defers_exactly()
     }
 
     /// Customers with a pending time-driven re-evaluation.
@@ -393,7 +422,9 @@ impl PyEngine {
 #[pyfunction]
 pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'py, PyAny>> {
     let spec = spec_from_json(rules_json)?;
-    let text = segstream_engine::rules::describe::describe(&spec)?;
+    let text = enter(py, "describing rules", || {
+        segstream_engine::rules::describe::describe(&spec)
+    })?;
     json_to_py(py, &text)
 }
 
@@ -402,4 +433,14 @@ pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'p
 #[pyfunction]
 pub fn check_rule_spec(rules_json: &str) -> Result<()> {
     spec_from_json(rules_json).map(|_| ())
+}
+
+/// Panics inside the boundary, for the test that a panic reaches Python as an
+/// `InternalError` (and the interpreter lives on).
+#[pyfunction]
+pub fn _panic_for_tests(py: Python<'_>, message: &str) -> Result<()> {
+    let message = message.to_string();
+    guarded(py, "running the panic test hook", || -> () {
+        panic!("{message}")
+    })
 }

@@ -82,10 +82,17 @@ fn engine_to_py(e: EngineError) -> PyErr {
     }
 }
 
-/// A Rust panic must never take the interpreter down: it is an
-/// `InternalError` that says what was being done.
-pub fn internal(what: &str) -> Error {
+/// A Rust panic must never take the interpreter down: it becomes an
+/// `InternalError` that says what was being done, what the panic said, and
+/// that it is a bug to report.
+pub fn internal(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let said = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
     Error::Python(InternalError::new_err(format!(
-        "internal error in segstream while {what}; please report it"
+        "internal error in segstream while {what} ({said}); this is a bug, please report it \
+         with this message"
     )))
 }

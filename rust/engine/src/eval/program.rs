@@ -52,6 +52,13 @@ pub enum Const {
 }
 
 /// One typed operation. `dst` registers are written for the step's selection only.
+///
+/// The fields follow one naming, so they carry no docs of their own: `dst` is
+/// the register written, `a` and `b` the operand registers, `from` and `to`
+/// the selection read and the one written, `kind` the register kind, `n` a
+/// node (segment or lifecycle) index, `h` a window and `i` an accumulator or
+/// trait index, `d` a lookback in ms, `k` a threshold.
+#[allow(missing_docs)]
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Fill with a constant.
@@ -121,14 +128,14 @@ pub enum Op {
     And { dst: Reg, a: Reg, b: Reg },
     /// Boolean OR (`b` was computed where `a` is not TRUE).
     Or { dst: Reg, a: Reg, b: Reg },
-    /// IS [NOT] NULL.
+    /// `IS [NOT] NULL`.
     IsNull {
         dst: Reg,
         a: Reg,
         kind: Kind,
         negated: bool,
     },
-    /// IS [NOT] TRUE / FALSE.
+    /// `IS [NOT] TRUE` / `FALSE`.
     IsBool {
         dst: Reg,
         a: Reg,

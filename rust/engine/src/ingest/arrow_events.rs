@@ -102,23 +102,9 @@ pub fn resolve(
             )
         })
     };
-    let ids = id_column("customer_id", required("customer_id")?)?;
-    let kind = match ids {
-        IdColumn::Str(_) => IdKind::Str,
-        IdColumn::Int(..) => IdKind::Int,
-    };
-    if let Some(have) = state.ids.kind() {
-        if have != kind {
-            return Err(EngineError::schema(
-                "customer_id",
-                format!(
-                    "this engine holds {} ids but the batch has {} ids",
-                    kind_name(have),
-                    kind_name(kind)
-                ),
-            ));
-        }
-    }
+    // Ids of the other kind are converted by the rule every decoder shares.
+    let ids = id_column("customer_id", required("customer_id")?)?.into_kind(state.ids.kind())?;
+    let kind = ids.kind();
     let ts = TsColumn::new("ts", required("ts")?, TsFormat::default())?;
     let event_type = find(batch, map, "event_type")
         .map(|c| EventTypeColumn::new("event_type", c))
@@ -240,12 +226,7 @@ pub fn group_resolved(
                 if orig.is_null(i) || a.is_null(i) {
                     if shard.is_none_or(|sh| sh.index == 0) {
                         kinds.get(i, state);
-                        let why = if orig.is_null(i) {
-                            "customer_id is null"
-                        } else {
-                            "customer_id does not fit in int64"
-                        };
-                        rejected.push((i, why.into()));
+                        rejected.push((i, ids.unreadable(i)));
                     }
                     continue;
                 }
@@ -548,13 +529,6 @@ fn intern(state: &mut State, id: CustomerId<'_>) -> (u32, bool) {
     match id {
         CustomerId::Str(s) => state.ids.intern_str(s),
         CustomerId::Int(v) => state.ids.intern_int(v),
-    }
-}
-
-fn kind_name(k: IdKind) -> &'static str {
-    match k {
-        IdKind::Str => "text",
-        IdKind::Int => "integer",
     }
 }
 

@@ -16,7 +16,7 @@ use crate::engine::Rejected;
 use crate::error::{EngineError, Result};
 use crate::rules::expr::Value;
 use crate::rules::ruleset::TraitType;
-use crate::state::{IdKind, State};
+use crate::state::State;
 
 fn target(ty: TraitType) -> DataType {
     match ty {
@@ -54,17 +54,9 @@ pub fn apply_trait_batch(
             "required column `customer_id` is missing from the traits batch",
         )
     })?;
-    let ids = id_column("customer_id", id_col)?;
-    let kind = match ids {
-        IdColumn::Str(_) => IdKind::Str,
-        IdColumn::Int(..) => IdKind::Int,
-    };
-    if state.ids.kind().is_some_and(|k| k != kind) {
-        return Err(EngineError::schema(
-            "customer_id",
-            "the traits batch has a different id type than the events",
-        ));
-    }
+    // Ids of the other kind are converted by the rule every decoder shares.
+    let ids = id_column("customer_id", id_col)?.into_kind(state.ids.kind())?;
+    let kind = ids.kind();
     let mut cols: Vec<(usize, TraitType, ArrayRef, ArrayRef)> = Vec::new();
     for (t, (name, ty)) in state.traits.decl.iter().enumerate() {
         let Ok(idx) = batch.schema().index_of(name) else {
@@ -107,7 +99,7 @@ pub fn apply_trait_batch(
                 state.ids.intern_int(a.value(i))
             }
             _ => {
-                rejected.push((i, "customer_id is null or out of range".into()));
+                rejected.push((i, ids.unreadable(i)));
                 continue;
             }
         };

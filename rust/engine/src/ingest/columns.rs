@@ -16,6 +16,7 @@ use arrow_cast::cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Field, TimeUnit};
 
 use crate::error::{EngineError, Result};
+use crate::state::{int_id_from_text, IdKind};
 use crate::time::{format_ts, TsFormat, MAX_TS, MIN_TS};
 
 /// Finds a column by engine name through the column map.
@@ -103,6 +104,49 @@ pub enum IdColumn {
     Int(Int64Array, ArrayRef),
 }
 
+impl IdColumn {
+    /// The kind of ids in the column.
+    pub fn kind(&self) -> IdKind {
+        match self {
+            IdColumn::Str(_) => IdKind::Str,
+            IdColumn::Int(..) => IdKind::Int,
+        }
+    }
+
+    /// The ids as an engine holding `kind` ids (if it holds any yet) reads
+    /// them, by `int_id_from_text`'s rule: integers become their decimal text;
+    /// a text that is not an integer's exact decimal text becomes a null
+    /// integer whose row `unreadable` explains.
+    pub fn into_kind(self, kind: Option<IdKind>) -> Result<IdColumn> {
+        Ok(match (self, kind) {
+            (IdColumn::Int(_, orig), Some(IdKind::Str)) => {
+                // From the original column, so a uint64 beyond int64 keeps its digits.
+                IdColumn::Str(text_column("customer_id", &orig)?)
+            }
+            (IdColumn::Str(text), Some(IdKind::Int)) => {
+                let ints: Int64Array = text.iter().map(|t| t.and_then(int_id_from_text)).collect();
+                IdColumn::Int(ints, Arc::new(text))
+            }
+            (same, _) => same,
+        })
+    }
+
+    /// Why row `i` has no id: null, too large for int64, or a text that names
+    /// no integer while the engine holds integer ids.
+    pub fn unreadable(&self, i: usize) -> String {
+        match self {
+            IdColumn::Int(_, orig) if !orig.is_null(i) => match orig.as_string_opt::<i32>() {
+                Some(text) => format!(
+                    "customer_id `{}` is not an integer, and this engine holds integer ids",
+                    text.value(i)
+                ),
+                None => "customer_id does not fit in int64".into(),
+            },
+            _ => "customer_id is null".into(),
+        }
+    }
+}
+
 /// Reads the customer id column.
 pub fn id_column(name: &str, col: &ArrayRef) -> Result<IdColumn> {
     if is_text(col.data_type()) {
@@ -131,6 +175,7 @@ pub struct TsColumn {
 
 enum TsValues {
     /// Raw values and the factor to ms (`mul` > 0 multiplies, `div` > 0 floors).
+    #[allow(missing_docs)]
     Scaled {
         values: PrimitiveArray<Int64Type>,
         mul: i64,

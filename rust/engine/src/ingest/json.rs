@@ -11,7 +11,7 @@ use super::{event_id_hash, BatchStats, Touched};
 use crate::engine::Rejected;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::{EventTypesSpec, RuleSetSpec, DEFAULT_MAX_FUTURE_MS};
-use crate::state::{EventKind, EventRow, EventTags, IdKind, State};
+use crate::state::{int_id_from_text, EventKind, EventRow, EventTags, IdKind, State};
 use crate::time::{format_ts, parse_timestamp_ms, MAX_TS, MIN_TS};
 
 /// Largest message accepted.
@@ -175,7 +175,7 @@ fn intern(state: &mut State, id: &JsonId) -> Option<u32> {
             let _ = state.ids.set_kind(IdKind::Int);
             state.ids.intern_int(*v)
         }
-        (Some(IdKind::Int), JsonId::Str(s)) => state.ids.intern_int(s.trim().parse().ok()?),
+        (Some(IdKind::Int), JsonId::Str(s)) => state.ids.intern_int(int_id_from_text(s)?),
     };
     if new {
         state.ensure(c as usize + 1);

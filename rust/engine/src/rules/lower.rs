@@ -120,6 +120,9 @@ pub fn compile_ruleset(spec: &RuleSetSpec) -> Result<CompiledRules> {
     })
 }
 
+/// Lowers one rule's SQL tree to typed expressions, and collects on the way
+/// what the rule needs kept (`needs`), which nodes it reads (`deps`) and
+/// whether it reads the clock (`uses_time`).
 pub struct Lowerer<'a> {
     pub(super) label: &'a str,
     pub(super) source: &'a str,

@@ -32,19 +32,22 @@ impl DurationSpec {
     }
 }
 
-/// Declared type of a profile trait.
+/// Declared type of a profile trait, as written under `traits:` (`string`,
+/// `int`, …). A value that cannot be read as it is a rejected row.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TraitType {
-    /// Text.
+    /// Compared as text, case-sensitively; numbers and booleans in JSON are
+    /// kept as their text.
     String,
-    /// 64-bit integer.
+    /// Signed 64-bit. Other Arrow types are cast to it (a float column
+    /// truncates toward zero).
     Int,
-    /// Double.
+    /// 64-bit float.
     Float,
-    /// Boolean.
+    /// Three-valued in rules: an unknown trait is NULL, not FALSE.
     Bool,
-    /// Millisecond timestamp.
+    /// Held as epoch milliseconds.
     Timestamp,
 }
 

@@ -7,18 +7,42 @@ use rustc_hash::FxHashMap;
 /// The kind of ids an engine holds; fixed by the first batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
-    /// Text ids.
+    /// Any text column (utf8, large_utf8, dictionary).
     Str,
-    /// Integer ids.
+    /// Any integer column, kept as `i64`; a value beyond it is a rejected row.
     Int,
+}
+
+/// The one rule every decoder follows for an id of the other kind than the
+/// engine holds: an integer id is its decimal text (`42` is `"42"`), and a
+/// text id is an integer only when it is exactly that text (`"42"`, `"-7"`;
+/// not `"042"`, `"+42"` or `" 42"`). So an id converts the same way in
+/// Arrow, JSON and trait batches, and two different ids never become one
+/// customer. `None`: the text names no integer customer.
+pub fn int_id_from_text(text: &str) -> Option<i64> {
+    let v: i64 = text.parse().ok()?;
+    // Canonical only: "042" and "+42" parse to 42 but are other ids.
+    (text.len() == decimal_len(v)).then_some(v)
+}
+
+/// Characters in `v` written in decimal: `int_id_from_text`'s canonical test
+/// without formatting the number (a parse that accepted a sign or leading
+/// zeros is longer than this).
+fn decimal_len(v: i64) -> usize {
+    let sign = usize::from(v < 0);
+    let digits = v
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1);
+    sign + digits
 }
 
 /// A borrowed customer id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CustomerId<'a> {
-    /// Text id.
+    /// Borrowed from the input column or the interner.
     Str(&'a str),
-    /// Integer id.
+    /// As given (see `int_id_from_text` for text naming an integer).
     Int(i64),
 }
 
@@ -217,5 +241,44 @@ impl CustomerIds {
             + self.str_index.capacity() * (24 + 4 + 1)
             + self.int_ids.capacity() * 8
             + self.int_index.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_integer_id_round_trips_through_its_text(v in any::<i64>()) {
+            prop_assert_eq!(int_id_from_text(&v.to_string()), Some(v));
+        }
+
+        #[test]
+        fn a_text_names_an_integer_only_as_its_exact_decimal(text in "[ +-]?0*[0-9]{1,20} ?") {
+            match int_id_from_text(&text) {
+                Some(v) => prop_assert_eq!(v.to_string(), text),
+                None => prop_assert!(text.parse::<i64>().map_or(true, |v| v.to_string() != text)),
+            }
+        }
+    }
+
+    #[test]
+    fn padded_signed_and_spaced_texts_are_other_ids() {
+        for text in [
+            "042",
+            "+42",
+            " 42",
+            "42 ",
+            "-0",
+            "",
+            "4_2",
+            "9223372036854775808",
+        ] {
+            assert_eq!(int_id_from_text(text), None, "{text:?}");
+        }
+        assert_eq!(int_id_from_text("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(int_id_from_text("0"), Some(0));
     }
 }

@@ -3,17 +3,17 @@
 
 pub mod aggregates;
 pub mod customers;
+pub mod event_ids;
 pub mod keyed;
 mod keyed_columns;
 pub mod prefetch;
 pub mod traits;
 
 pub use aggregates::Aggregates;
-pub use customers::{CustomerId, CustomerIds, IdKind};
+pub use customers::{int_id_from_text, CustomerId, CustomerIds, IdKind};
+pub use event_ids::{SeenEvents, EVENT_IDS_KEPT};
 pub use keyed::{EventTags, Keyed};
 pub use traits::Traits;
-
-use rustc_hash::FxHashSet;
 
 use crate::rules::needs::Needs;
 use crate::rules::ruleset::TraitType;
@@ -55,8 +55,8 @@ pub struct State {
     pub keyed: Keyed,
     /// Declared traits.
     pub traits: Traits,
-    /// `(customer, hash of event_id)` already applied.
-    pub seen_events: FxHashSet<(u32, u64)>,
+    /// The event ids already applied, the last `EVENT_IDS_KEPT` per customer.
+    pub seen_events: SeenEvents,
     /// Currency scale (digits), for decoding amounts.
     pub scale_digits: u32,
 }
@@ -70,7 +70,7 @@ impl State {
             agg: Aggregates::default(),
             keyed: Keyed::new(needs),
             traits: Traits::new(traits),
-            seen_events: FxHashSet::default(),
+            seen_events: SeenEvents::default(),
         }
     }
 
