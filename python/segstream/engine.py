@@ -214,6 +214,18 @@ class Engine:
         result: list[str] = self._inner.rule_columns
         return result
 
+    def uplift(
+        self, start: datetime | date | int | str, end: datetime | date | int | str
+    ) -> pa.Table:
+        """Treatment against holdout per segment with a ``conversion`` spec (docs/measure.md).
+
+        Counts the entries made in ``[start, end)`` (UTC midnights: the counters are kept per
+        day of entry) whose attribution windows closed by the engine clock; entries still
+        open are counted in ``immature_entries`` only.
+        """
+        result: pa.Table = self._inner.uplift(to_epoch_ms(start), to_epoch_ms(end))
+        return result
+
     @property
     def pending_timers(self) -> int:
         """Customers waiting in the timer index."""

@@ -64,11 +64,16 @@ impl Engine {
     /// Compiles the rules and starts empty.
     pub fn new(spec: RuleSetSpec) -> Result<Self> {
         let rules = compile_ruleset(&spec)?;
+        crate::measure::entries::check(&rules)?;
         Ok(Self::from_compiled(rules))
     }
 
+    /// An empty engine for rules that compiled and whose measurement keys
+    /// passed `measure::entries::check`.
     pub(crate) fn from_compiled(rules: CompiledRules) -> Self {
-        let state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
+        let mut state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
+        state.conversions = crate::state::Conversions::new(&rules, &mut state.keyed)
+            .expect("measurement keys checked before");
         let members = Memberships::new(&rules);
         Engine {
             evaluator: Evaluator::new(&rules),
@@ -125,6 +130,7 @@ impl Engine {
     pub fn ingest(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
         let resolved = resolve(&self.state, &self.column_map, batch)?;
         self.settle_deferred();
+        self.close_windows();
         let mut changes = Vec::new();
         if let Some((lo, hi)) = resolved.ts_range() {
             self.fire_timers_before(lo, hi, &mut changes);
@@ -175,6 +181,7 @@ impl Engine {
     ) -> Result<IngestOutcome> {
         let mut resolved = resolve(&self.state, &self.column_map, batch)?;
         resolved.restrict_to(shard);
+        self.close_windows();
         let mut deferred = std::mem::take(&mut self.deferred);
         let (rejected, stats) =
             apply_resolved(&mut self.state, self.clock, &resolved, &mut deferred);
@@ -216,6 +223,7 @@ impl Engine {
     /// Applies JSON messages (flat events, Segment-spec `track`/`identify`).
     pub fn ingest_json(&mut self, messages: &[&[u8]]) -> IngestOutcome {
         self.settle_deferred();
+        self.close_windows();
         let mut touched = Touched::default();
         let mut traits_touched = Touched::default();
         let (rejected, stats) = apply_json_messages(
@@ -376,6 +384,15 @@ impl Engine {
         self.due = due;
         if rounds > 0 {
             out[start..].sort_by_key(|c| (c.at, c.customer));
+            crate::measure::record_entries(&self.rules, &mut self.state, &mut out[start..]);
+        }
+    }
+
+    /// Folds the attribution windows that ended before the clock into the
+    /// uplift counters (memory only: the counts do not depend on when).
+    fn close_windows(&mut self) {
+        if let Some(now) = self.clock {
+            self.state.conversions.close_until(now);
         }
     }
 
@@ -387,6 +404,7 @@ impl Engine {
         let mut instants = std::mem::take(&mut self.instants);
         instants.clear();
         instants.resize(customers.len(), now);
+        let start = out.len();
         self.evaluator.evaluate(
             &self.rules,
             &self.state,
@@ -398,6 +416,7 @@ impl Engine {
             out,
         );
         self.instants = instants;
+        crate::measure::record_entries(&self.rules, &mut self.state, &mut out[start..]);
     }
 
     /// Re-evaluates every customer on every node at the current clock and
@@ -467,6 +486,7 @@ impl Engine {
         spec: RuleSetSpec,
     ) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
         let new_rules = compile_ruleset(&spec)?;
+        crate::measure::entries::check(&new_rules)?;
         self.settle_deferred();
         let old_needs = &self.state.keyed.needs;
         let missing = old_needs.missing_from(&new_rules.needs);
@@ -482,7 +502,11 @@ impl Engine {
                 "the new rules change currency_scale; amounts already kept would be misread. Re-ingest the events instead.".into(),
             ));
         }
-        let state = crate::state::rekey(&self.state, &new_rules);
+        let mut state = crate::state::rekey(&self.state, &new_rules);
+        state.conversions = self
+            .state
+            .conversions
+            .carried_to(&new_rules, &mut state.keyed)?;
         let mut members = Memberships::new(&new_rules);
         let n = state.len();
         members.grow(n);

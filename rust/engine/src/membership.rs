@@ -79,6 +79,9 @@ pub struct Change {
     pub at: i64,
     /// Why.
     pub cause: Cause,
+    /// A frequency cap held this entry back from being sent (see
+    /// `measure::caps`); always false for other changes.
+    pub capped: bool,
 }
 
 /// Who is where: one row of cells per customer, one cell per node (a

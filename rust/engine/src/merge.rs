@@ -59,6 +59,7 @@ impl Engine {
         let o = other.state;
         self.state.agg.append(o.agg);
         self.state.keyed.append(o.keyed);
+        self.state.conversions.append(o.conversions, offset);
         for (mine, theirs) in self.state.traits.values.iter_mut().zip(o.traits.values) {
             mine.extend(theirs);
         }

@@ -359,6 +359,18 @@ impl PyEngine {
         out
     }
 
+    /// The uplift table over the entries made in `[start_ms, end_ms)` (UTC midnights).
+    fn uplift<'py>(
+        &mut self,
+        py: Python<'py>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Bound<'py, PyAny>> {
+        self.settle(py)?;
+        let batch = segstream_engine::measure::uplift_batch(&self.inner, start_ms, end_ms)?;
+        table(py, batch)
+    }
+
     /// Customers with a pending time-driven re-evaluation.
     #[getter]
     fn pending_timers(&self) -> usize {

@@ -6,6 +6,7 @@ pub mod describe;
 pub mod diagnostics;
 pub mod eval;
 pub mod expr;
+pub mod measure_spec;
 pub mod needs;
 pub mod ruleset;
 

@@ -2,6 +2,8 @@
 //! struct-of-arrays, and the keyed accumulators and windows the rules need.
 
 pub mod aggregates;
+pub mod conversion_columns;
+pub mod conversions;
 pub mod customers;
 pub mod keyed;
 mod keyed_columns;
@@ -9,6 +11,7 @@ pub mod prefetch;
 pub mod traits;
 
 pub use aggregates::Aggregates;
+pub use conversions::Conversions;
 pub use customers::{CustomerId, CustomerIds, IdKind};
 pub use keyed::{EventTags, Keyed};
 pub use traits::Traits;
@@ -59,6 +62,8 @@ pub struct State {
     pub seen_events: FxHashSet<(u32, u64)>,
     /// Currency scale (digits), for decoding amounts.
     pub scale_digits: u32,
+    /// Attribution windows and uplift counters (set up by the engine).
+    pub conversions: Conversions,
 }
 
 impl State {
@@ -71,6 +76,7 @@ impl State {
             keyed: Keyed::new(needs),
             traits: Traits::new(traits),
             seen_events: FxHashSet::default(),
+            conversions: Conversions::default(),
         }
     }
 
@@ -95,6 +101,7 @@ impl State {
     pub fn apply(&mut self, c: u32, ev: &EventRow<'_>, clock: Option<i64>) {
         self.agg.apply(c as usize, ev);
         self.keyed.apply(c as usize, ev, clock);
+        self.conversions.observe(c, ev, clock);
     }
 }
 
@@ -119,6 +126,7 @@ pub fn rekey(old: &State, rules: &crate::rules::CompiledRules) -> State {
         traits,
         seen_events: old.seen_events.clone(),
         scale_digits: rules.spec.currency_scale,
+        conversions: Conversions::default(),
     };
     let n = s.len();
     s.ensure(n);
