@@ -103,6 +103,12 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     for (name, col) in engine.state.conversions.to_columns(n) {
         push(name, col);
     }
+    for (name, col) in engine.caps.to_columns(n) {
+        push(name, col);
+    }
+    for (name, col) in engine.state.aliases.to_columns(n) {
+        push(name, col);
+    }
     if !engine.state.traits.decl.is_empty() {
         let mut b = StringBuilder::new();
         for c in 0..n {
@@ -358,6 +364,9 @@ fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine>
         .state
         .conversions
         .restore(batch.num_rows(), read, counters)?;
+    engine.caps.restore(batch.num_rows(), read)?;
+    let aliases = batch.column_by_name(crate::state::aliases::ALIAS_COLUMN);
+    engine.state.aliases.restore(batch.num_rows(), aliases)?;
     Ok(engine)
 }
 

@@ -23,6 +23,8 @@ pub enum Cause {
     Traits,
     /// The rules were replaced.
     Rules,
+    /// Two profiles of one person were merged.
+    Merge,
 }
 
 impl Cause {
@@ -33,6 +35,7 @@ impl Cause {
             Cause::Time => "time",
             Cause::Traits => "traits",
             Cause::Rules => "rules",
+            Cause::Merge => "merge",
         }
     }
 }

@@ -60,6 +60,7 @@ impl Engine {
         self.state.agg.append(o.agg);
         self.state.keyed.append(o.keyed);
         self.state.conversions.append(o.conversions, offset);
+        self.state.aliases.append(o.aliases, offset);
         for (mine, theirs) in self.state.traits.values.iter_mut().zip(o.traits.values) {
             mine.extend(theirs);
         }
@@ -67,6 +68,7 @@ impl Engine {
             .seen_events
             .extend(o.seen_events.into_iter().map(|(c, h)| (c + offset, h)));
         self.members.append(other.members);
+        self.caps.append(other.caps, offset);
         self.timers.append(other.timers);
         self.clock = match (self.clock, other.clock) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -2,8 +2,11 @@
 //! entry as it is made, and the uplift report over the counters that
 //! `state::conversions` keeps.
 
+pub mod caps;
 pub mod entries;
+pub mod merge_alias;
 pub mod uplift;
 
+pub use caps::FrequencyCaps;
 pub use entries::record_entries;
 pub use uplift::{uplift_batch, uplift_schema};

@@ -442,6 +442,22 @@ impl Conversions {
         Ok(new)
     }
 
+    /// Moves customer `from`'s open entries to `into` (profile merges).
+    pub fn move_customer(&mut self, from: u32, into: u32) {
+        let Some(mut list) = self.open.remove(&from) else {
+            return;
+        };
+        if let Some(w) = self.has_open.get_mut((from >> 6) as usize) {
+            *w &= !(1 << (from & 63));
+        }
+        for e in &list {
+            let close = self.tracked[e.spec as usize].close(e.at);
+            self.closing.push(Reverse((close, into)));
+        }
+        self.open.entry(into).or_default().append(&mut list);
+        self.mark(into);
+    }
+
     /// Open entries held (approximate memory use).
     pub fn open_entries(&self) -> usize {
         self.open.values().map(Vec::len).sum()

@@ -2,12 +2,14 @@
 //! struct-of-arrays, and the keyed accumulators and windows the rules need.
 
 pub mod aggregates;
+pub mod aliases;
 pub mod conversion_columns;
 pub mod conversions;
 pub mod customers;
 pub mod keyed;
 mod keyed_columns;
 pub mod prefetch;
+mod profile_merge;
 pub mod traits;
 
 pub use aggregates::Aggregates;
@@ -64,6 +66,8 @@ pub struct State {
     pub scale_digits: u32,
     /// Attribution windows and uplift counters (set up by the engine).
     pub conversions: Conversions,
+    /// Customers merged into others (`Engine::merge_customers`).
+    pub aliases: aliases::Aliases,
 }
 
 impl State {
@@ -77,6 +81,7 @@ impl State {
             traits: Traits::new(traits),
             seen_events: FxHashSet::default(),
             conversions: Conversions::default(),
+            aliases: aliases::Aliases::default(),
         }
     }
 
@@ -127,6 +132,7 @@ pub fn rekey(old: &State, rules: &crate::rules::CompiledRules) -> State {
         seen_events: old.seen_events.clone(),
         scale_digits: rules.spec.currency_scale,
         conversions: Conversions::default(),
+        aliases: old.aliases.clone(),
     };
     let n = s.len();
     s.ensure(n);
