@@ -41,6 +41,7 @@ pytest.importorskip("faust")
 from segstream import Engine  # noqa: E402
 from segstream.generate import json_messages, purchase_events, traits_table  # noqa: E402
 from segstream.service.codec import write_arrow_ipc  # noqa: E402
+from segstream.service.produce import produce_arrow  # noqa: E402
 from segstream.service.topics import ensure_topics  # noqa: E402
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -296,7 +297,14 @@ def test_end_to_end_every_input_form(workers: WorkerFactory, topics: Topics) -> 
 
     # A third of the events as Arrow IPC, the rest as JSON; half the traits each way.
     n_ipc = n_events // 3
-    sent = run(send_messages(bootstrap, topics.events, ipc_by_partition(table.slice(0, n_ipc))))
+    # The Arrow third goes through the project's producer, which splits rows by partition.
+    report = run(
+        produce_arrow(
+            bootstrap, topics.events, table.slice(0, n_ipc).to_batches(), rows_per_message=250
+        )
+    )
+    assert report.events == n_ipc and report.messages >= PARTITIONS
+    sent = report.messages
     sent += run(send_messages(bootstrap, topics.events, keyed_json(messages[n_ipc:])))
     half = customers // 2
     sent += run(send_messages(bootstrap, topics.traits, keyed_json(trait_json[:half])))

@@ -165,6 +165,18 @@ def _batch_bounds(history: pa.Table, batch_rows: int, step_ms: int) -> list[tupl
     return bounds
 
 
+def uplift_of(
+    engines: Sequence[Engine], start: datetime | date | str | int, end: datetime | date | str | int
+) -> pa.Table:
+    """The uplift table over engines that run the same rules on disjoint customers (a
+    service's partitions): their counters add up before the statistics are computed."""
+    from segstream import _segstream
+
+    inner = [e._inner for e in engines]
+    result: pa.Table = _segstream.uplift_of(inner, to_epoch_ms(start), to_epoch_ms(end))
+    return result
+
+
 def _from_ms(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -34,9 +34,9 @@ from faust.web import Request, Response, View
 
 from segstream.service.checkpoints import CheckpointStore
 from segstream.service.clock import tick_targets
-from segstream.service.codec import encode_changes
 from segstream.service.consumer import BatchConsumer
 from segstream.service.processor import Output, Processor
+from segstream.service.publish import ChangePublisher
 from segstream.service.settings import ServiceSettings
 from segstream.service.topics import ensure_topics
 
@@ -119,6 +119,7 @@ class SegmentService:
         self.counters = {"messages": 0, "applied": 0, "changes": 0, "dead_letters": 0}
         self._lock = asyncio.Lock()
         self._closing = False
+        self.changes = ChangePublisher(settings.changes_topic)
         self.app = self._create_app()
         self.consumer = BatchConsumer(
             settings,
@@ -181,6 +182,20 @@ class SegmentService:
                     )
                 return _json_response(self, profile)
 
+        @self.app.page("/uplift")
+        class Uplift(View):
+            async def get(self, request: Request) -> Response:
+                start, end = request.query.get("from"), request.query.get("to")
+                if not start or not end:
+                    return _json_response(
+                        self, {"error": "give the period as ?from=YYYY-MM-DD&to=YYYY-MM-DD"}, 400
+                    )
+                try:
+                    rows = service.processor.uplift(start, end)
+                except ValueError as exc:  # InvalidInputError is a ValueError
+                    return _json_response(self, {"error": str(exc)}, status=400)
+                return _json_response(self, rows)
+
         @self.app.page("/health")
         class Health(View):
             async def get(self, request: Request) -> Response:
@@ -188,15 +203,18 @@ class SegmentService:
 
     # -- processing -------------------------------------------------------------------
 
-    async def handle(self, messages: Sequence[Any], generation: int) -> None:
-        """Apply one batch and publish what it caused; checkpoint if a partition is due."""
+    async def handle(self, fetched: Mapping[Any, Sequence[Any]], generation: int) -> None:
+        """Apply one fetch (records by topic partition) and publish what it caused.
+
+        Checkpoints if a partition is due.
+        """
         async with self._lock:
             if self._closing or generation != self.consumer.generation:
                 # Fetched before a rebalance: the partitions were sought back to their
                 # checkpoints and deliver these messages again.
                 return
-            out = self.processor.process(messages)
-            self.counters["messages"] += len(messages)
+            out = self.processor.process_fetched(fetched.items())
+            self.counters["messages"] += sum(len(records) for records in fetched.values())
             self.counters["applied"] += out.applied
             await self.publish(out)
         if any(
@@ -208,11 +226,11 @@ class SegmentService:
     async def publish(self, out: Output) -> None:
         """Hand changes and dead letters to the producer (buffered; flushed before checkpoints)."""
         producer = self.app.producer
-        changes_topic = self.settings.changes_topic
-        for table in out.changes:
-            for key, value in encode_changes(table):
-                await producer.send(changes_topic, key, value, None, None, None)
-                self.counters["changes"] += 1
+        # Faust's producer wraps an aiokafka one; its batch API is what lets a whole
+        # table of changes go out without a coroutine and a future per change.
+        self.counters["changes"] += await self.changes.publish(
+            producer._ensure_producer(), out.changes
+        )
         for letter in out.dead_letters:
             letter_key, letter_value = letter.encode()
             log.warning(
@@ -259,6 +277,7 @@ class SegmentService:
             if not due:
                 return
             await self.app.producer.flush()
+            await self.changes.settle()
             commits = self.processor.checkpoint(due)
         await self.consumer.commit(commits)
 
@@ -269,6 +288,7 @@ class SegmentService:
             return
         async with self._lock:
             await self.app.producer.flush()
+            await self.changes.settle()
             self.processor.revoke(partitions)
         log.info("revoked partitions %s (checkpointed)", sorted(partitions))
 

@@ -1,19 +1,20 @@
 """Wire formats of the service: recognising Arrow IPC input, and encoding changes and dead letters.
 
 Input JSON is never parsed here: the engine decodes it in Rust (`Engine.ingest_json`). This
-module only tells Arrow IPC payloads apart from JSON by their first bytes, and turns the
-engine's change tables into one small JSON message per change.
+module only tells Arrow IPC payloads apart from JSON by their first bytes, and describes dead
+letters; change messages are encoded by the engine (`encode_change_messages`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+
+from segstream._segstream import encode_change_messages
 
 #: An Arrow IPC stream message starts with the continuation marker (format >= 0.15).
 IPC_CONTINUATION = b"\xff\xff\xff\xff"
@@ -48,30 +49,16 @@ def write_arrow_ipc(data: pa.Table | pa.RecordBatch) -> bytes:
     return bytes(sink.getvalue())
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _key(customer_id: Any) -> bytes:
-    return str(customer_id).encode()
-
-
 def encode_changes(changes: pa.Table) -> list[tuple[bytes, bytes]]:
-    """One `(key, value)` pair per change row: keyed by customer id, JSON with `change_id`.
+    """One `(key, value)` pair per change row, in table order: keyed by customer id, JSON.
 
     The value carries every column of the changes table (docs/api.md), with `at` as an
-    ISO 8601 UTC string, so a consumer needs no Arrow to use it.
+    ISO 8601 UTC string, so a consumer needs no Arrow to use it. The encoding is done by
+    the engine (`encode_change_messages`), the same one the worker publishes with.
     """
     if changes.num_rows == 0:
         return []
-    out: list[tuple[bytes, bytes]] = []
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
-    for row in changes.to_pylist():
-        row["at"] = _iso(row.get("at"))
-        out.append((_key(row["customer_id"]), dumps(row).encode()))
-    return out
+    return [pair for _, pairs in encode_change_messages(changes, 1) for pair in pairs]
 
 
 @dataclass(frozen=True)

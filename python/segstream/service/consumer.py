@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -53,7 +53,7 @@ class BatchConsumer(Service):
     def __init__(
         self,
         settings: ServiceSettings,
-        handle: Callable[[Sequence[Any], int], Awaitable[None]],
+        handle: Callable[[Mapping[Any, Sequence[Any]], int], Awaitable[None]],
         on_revoked: RebalanceHandler,
         on_assigned: RebalanceHandler,
         **kwargs: Any,
@@ -122,9 +122,9 @@ class BatchConsumer(Service):
                 log.warning("fetch failed, retrying: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
-            records = [r for part in batch.values() for r in part]
-            if records:
-                await self._handle(records, generation)
+            if any(batch.values()):
+                # Grouped by topic partition, as fetched: the processor takes it so.
+                await self._handle(batch, generation)
 
     async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Set Kafka's committed offsets (for lag monitoring; checkpoints are the truth)."""

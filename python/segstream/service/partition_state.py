@@ -62,6 +62,13 @@ class PartitionState:
         self.pending += 1
         self.dirty = True
 
+    def mark_applied_through(self, topic: str, offset: int, count: int) -> None:
+        """Record `count` messages of `topic` applied, the last at `offset`."""
+        last = self.applied.get(topic)
+        self.applied[topic] = offset if last is None else max(last, offset)
+        self.pending += count
+        self.dirty = True
+
     def checkpoint_offsets(self) -> dict[str, int]:
         """The offsets to store with a checkpoint of the current state."""
         return {offset_key(topic, self.partition): off for topic, off in self.applied.items()}

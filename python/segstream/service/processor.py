@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
+from segstream._segstream import unusual_messages
 from segstream.service.checkpoints import CheckpointStore
 from segstream.service.codec import DeadLetter, is_arrow_ipc, read_arrow_ipc
 from segstream.service.partition_state import PartitionState, merge_stats
@@ -131,18 +132,46 @@ class Processor:
 
     def process(self, messages: Sequence[SourceMessage]) -> Output:
         """Apply a batch (any mix of partitions and topics, in consumption order)."""
-        by_partition: dict[int, list[SourceMessage]] = {}
+        runs: list[tuple[tuple[str, int], list[SourceMessage]]] = []
         for message in messages:
-            by_partition.setdefault(message.partition, []).append(message)
+            source = (message.topic, message.partition)
+            if runs and runs[-1][0] == source:
+                runs[-1][1].append(message)
+            else:
+                runs.append((source, [message]))
+        return self.process_fetched(runs)
+
+    def process_fetched(
+        self, fetched: Iterable[tuple[tuple[str, int], Sequence[SourceMessage]]]
+    ) -> Output:
+        """Apply what a fetch returned: `((topic, partition), messages)` in offset order.
+
+        aiokafka's `getmany` hands records over grouped like this; pass `.items()`.
+        """
         out = Output()
-        for p, batch in by_partition.items():
-            state = self.partitions.get(p)
+        for (topic, partition), messages in fetched:
+            if not messages:
+                continue
+            state = self.partitions.get(partition)
             if state is None:
                 # Buffered before a revoke: the new owner reads it from its checkpoint.
-                out.skipped += len(batch)
+                out.skipped += len(messages)
                 continue
-            out.extend(self._process_partition(state, batch))
+            out.extend(self._process_source(state, topic, messages))
         return out
+
+    def _process_source(
+        self, state: PartitionState, topic: str, messages: Sequence[SourceMessage]
+    ) -> Output:
+        values = [m.value for m in messages]
+        if not state.seen(topic, messages[0].offset) and not unusual_messages(
+            values, self.settings.max_message_bytes
+        ):
+            # The usual fetch: new JSON messages only. One engine call, no loop here.
+            out = self._ingest_json(state, messages, values)
+            state.mark_applied_through(topic, messages[-1].offset, len(messages))
+            return out
+        return self._process_partition(state, messages)
 
     def _process_partition(self, state: PartitionState, batch: Sequence[SourceMessage]) -> Output:
         out = Output()
@@ -163,34 +192,43 @@ class Processor:
                 )
             elif is_arrow_ipc(value):
                 # Keep the order of the partition: JSON before this message goes in first.
-                out.extend(self._ingest_json(state, run))
+                out.extend(self._ingest_json_run(state, run))
                 run = []
                 out.extend(self._ingest_arrow(state, message))
             else:
                 run.append(message)
                 continue
             state.mark_applied(message.topic, message.offset)
-        out.extend(self._ingest_json(state, run))
+        out.extend(self._ingest_json_run(state, run))
         return out
 
-    def _ingest_json(self, state: PartitionState, run: list[SourceMessage]) -> Output:
+    def _ingest_json_run(self, state: PartitionState, run: list[SourceMessage]) -> Output:
+        out = self._ingest_json(state, run, [m.value or b"" for m in run])
+        for message in run:
+            state.mark_applied(message.topic, message.offset)
+        return out
+
+    def _ingest_json(
+        self,
+        state: PartitionState,
+        run: Sequence[SourceMessage],
+        values: Sequence[bytes | None],
+    ) -> Output:
+        """Apply JSON messages (non-empty values); the caller marks them applied."""
         out = Output()
         if not run:
             return out
-        # Only non-empty values reach a run (empty ones are dead-lettered first).
-        values = [m.value or b"" for m in run]
         try:
             result = state.engine.ingest_json(values)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the partition
             if len(run) == 1:
                 out.dead_letters.append(self._dead(run[0], _reason(exc)))
-                state.mark_applied(run[0].topic, run[0].offset)
                 return out
             # The engine is meant to reject messages one by one; if it refused the whole
             # batch, find the culprit by applying the messages one at a time.
             log.warning("ingest_json failed for a batch of %d (%s); retrying singly", len(run), exc)
-            for message in run:
-                out.extend(self._ingest_json(state, [message]))
+            for message, value in zip(run, values, strict=True):
+                out.extend(self._ingest_json(state, [message], [value]))
             return out
         out.add_changes(result.changes)
         rejected = result.rejected
@@ -199,8 +237,6 @@ class Processor:
             reasons = rejected.column("reason").to_pylist()
             for row, reason in zip(rows, reasons, strict=True):
                 out.dead_letters.append(self._dead(run[int(row)], str(reason)))
-        for message in run:
-            state.mark_applied(message.topic, message.offset)
         out.applied += len(run)
         return out
 
@@ -320,6 +356,17 @@ class Processor:
                 except KeyError:
                     continue
         return None
+
+    def uplift(self, start: str, end: str) -> list[dict[str, Any]]:
+        """The uplift rows over every partition this worker owns (docs/measure.md)."""
+        from segstream.measure import midnight, uplift_of
+
+        engines = [state.engine for state in self.partitions.values()]
+        begin, finish = midnight(start), midnight(end)
+        if not engines:
+            return []
+        rows: list[dict[str, Any]] = uplift_of(engines, begin, finish).to_pylist()
+        return rows
 
     def clocks(self) -> dict[int, datetime | None]:
         return {p: state.engine.clock for p, state in self.partitions.items()}

@@ -423,6 +423,24 @@ impl PyEngine {
     }
 }
 
+/// The uplift table over several engines with the same rules and disjoint
+/// customers (a service's partitions), entries made in `[start_ms, end_ms)`.
+#[pyfunction]
+pub fn uplift_of<'py>(
+    py: Python<'py>,
+    engines: Vec<PyRefMut<'py, PyEngine>>,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Bound<'py, PyAny>> {
+    let mut engines = engines;
+    for e in engines.iter_mut() {
+        e.settle(py)?;
+    }
+    let inner: Vec<&Engine> = engines.iter().map(|e| &e.inner).collect();
+    let batch = segstream_engine::measure::uplift_of(&inner, start_ms, end_ms)?;
+    table(py, batch)
+}
+
 /// A merge table's id column as ids (text or int64, no nulls).
 fn id_values(
     b: &RecordBatch,

@@ -13,11 +13,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod convert;
 mod engine;
 mod errors;
+mod messages;
 
 #[pymodule]
 fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::uplift_of, m)?)?;
+    m.add_function(wrap_pyfunction!(messages::encode_change_messages, m)?)?;
+    m.add_function(wrap_pyfunction!(messages::unusual_messages, m)?)?;
+    m.add_function(wrap_pyfunction!(messages::partitions_of, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "EVENT_COLUMNS",

@@ -4,9 +4,9 @@
 //! which the rule could flip with time alone (its breakpoint).
 
 use super::program::{Const, Kind, Op, Program, Reg, FALSE, NULL, TRUE};
+use super::scalar::EvalCtx;
 use crate::membership::{Memberships, NO_STAGE};
-use crate::rules::compile::CompiledRules;
-use crate::rules::eval::EvalCtx;
+use crate::rules::compiled::CompiledRules;
 use crate::rules::expr::{ArithOp, CmpOp, Field, Value};
 use crate::rules::needs::Measure;
 use crate::state::aggregates::{NO_FIRST, NO_LAST};

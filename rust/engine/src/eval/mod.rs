@@ -2,19 +2,22 @@
 //! the membership transitions they cause, and each customer's next timer.
 //!
 //! `program` lowers rules to flat typed operations, `kernel` runs them over
-//! columns; this module walks the nodes in dependency order for one chunk at
+//! columns, and `scalar` interprets one customer's rule tree (the kernel's
+//! fallback for steps it does not lower, and the reference it is tested
+//! against). This module walks the nodes in dependency order for one chunk at
 //! a time, so `in_segment` and `stage` read memberships already updated for
 //! the chunk, and reports the changes in the order a customer-by-customer
 //! evaluation would give them.
 
 pub mod kernel;
 pub mod program;
+pub mod scalar;
 
 use kernel::{Inputs, Kernel, CHUNK};
 use program::{Programs, TRUE};
 
 use crate::membership::{Cause, Change, ChangeKind, Memberships, NO_STAGE};
-use crate::rules::compile::{CompiledRules, NodeKind};
+use crate::rules::compiled::{CompiledRules, NodeKind};
 use crate::state::State;
 use crate::time::timers::{TimerIndex, NEVER};
 

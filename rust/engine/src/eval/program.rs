@@ -12,7 +12,7 @@
 //! functions, slopes that depend on data) run through the scalar interpreter
 //! for the positions that reach them.
 
-use crate::rules::compile::{CompiledRules, NodeKind};
+use crate::rules::compiled::{CompiledRules, NodeKind};
 use crate::rules::expr::{ArithOp, Cast, CmpOp, Expr, Field, Ty, Value};
 use crate::rules::needs::Measure;
 use crate::rules::ruleset::TraitType;

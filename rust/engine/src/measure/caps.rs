@@ -17,7 +17,7 @@ use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
 use crate::error::{EngineError, Result};
-use crate::rules::compile::CompiledRules;
+use crate::rules::compiled::CompiledRules;
 use crate::rules::measure_spec::FrequencyCapSpec;
 
 /// One cap and the entries it let through, per customer.

@@ -5,7 +5,7 @@
 use super::caps::FrequencyCaps;
 use crate::membership::{Change, ChangeKind};
 use crate::output::holdout_flag;
-use crate::rules::compile::{CompiledRules, NodeKind};
+use crate::rules::compiled::{CompiledRules, NodeKind};
 use crate::state::State;
 
 /// Records the entries among `changes` (made by one evaluation, in time

@@ -9,4 +9,4 @@ pub mod uplift;
 
 pub use caps::FrequencyCaps;
 pub use entries::record_entries;
-pub use uplift::{uplift_batch, uplift_schema};
+pub use uplift::{uplift_batch, uplift_of, uplift_schema};

@@ -108,6 +108,24 @@ fn div_round(num: i128, den: i128) -> i128 {
 /// `[start, end)` (UTC midnights, epoch ms) whose windows closed by the
 /// engine clock; entries still open are counted in `immature_entries`.
 pub fn uplift_batch(engine: &Engine, start: i64, end: i64) -> Result<RecordBatch> {
+    uplift_of(&[engine], start, end)
+}
+
+/// `uplift_batch` over engines that run the same rules on disjoint
+/// customers (a service's partitions): their counters add up, each entry
+/// judged mature by its own engine's clock.
+pub fn uplift_of(engines: &[&Engine], start: i64, end: i64) -> Result<RecordBatch> {
+    let Some(engine) = engines.first() else {
+        return Err(EngineError::Invalid("uplift: no engine given".into()));
+    };
+    if engines
+        .iter()
+        .any(|e| e.rules.fingerprint != engine.rules.fingerprint)
+    {
+        return Err(EngineError::Invalid(
+            "uplift: the engines run different rules".into(),
+        ));
+    }
     for (what, t) in [("start", start), ("end", end)] {
         if t.rem_euclid(DAY_MS) != 0 {
             return Err(EngineError::Invalid(format!(
@@ -124,7 +142,6 @@ pub fn uplift_batch(engine: &Engine, start: i64, end: i64) -> Result<RecordBatch
         )));
     }
     let conv = &engine.state.conversions;
-    let clock = engine.clock.unwrap_or(i64::MIN);
     let scale = engine.rules.spec.currency_scale;
     let avg_factor = 10i128.pow(AVERAGE_EXTRA_DIGITS);
     let n = conv.tracked.len();
@@ -144,12 +161,18 @@ pub fn uplift_batch(engine: &Engine, start: i64, end: i64) -> Result<RecordBatch
         })
         .collect();
     for (spec, t) in conv.tracked.iter().enumerate() {
-        let ([tr, ho], immature): ([DayCounts; 2], u64) = conv.totals(
-            spec as u16,
-            start.div_euclid(DAY_MS),
-            end.div_euclid(DAY_MS),
-            clock,
-        );
+        let (mut tr, mut ho, mut immature) = (DayCounts::default(), DayCounts::default(), 0);
+        for e in engines {
+            let ([t, h], open): ([DayCounts; 2], u64) = e.state.conversions.totals(
+                spec as u16,
+                start.div_euclid(DAY_MS),
+                end.div_euclid(DAY_MS),
+                e.clock.unwrap_or(i64::MIN),
+            );
+            tr.add(&t);
+            ho.add(&h);
+            immature += open;
+        }
         segment.append_value(&t.name);
         let c = compare(tr.conversions, tr.entries, ho.conversions, ho.entries);
         for (b, v) in ints

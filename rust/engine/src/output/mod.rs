@@ -2,6 +2,7 @@
 //! snapshot, profiles and segment sizes.
 
 pub mod changes;
+pub mod messages;
 pub mod profile;
 pub mod snapshot;
 

@@ -218,3 +218,18 @@ pub enum Expr {
     /// Numeric conversion.
     Cast(Cast, Box<Expr>),
 }
+
+impl Expr {
+    /// True when the expression is NULL whatever the state and the clock
+    /// (a NULL literal, or arithmetic, a cast or a calendar part of one), so a
+    /// comparison with it can never be true.
+    pub fn always_null(&self) -> bool {
+        match self {
+            Expr::Lit(Value::Null) => true,
+            Expr::Arith(_, a, b, _) => a.always_null() || b.always_null(),
+            Expr::Neg(x) | Expr::Cast(_, x) | Expr::Month(x) | Expr::Year(x) => x.always_null(),
+            Expr::Coalesce(items) => items.iter().all(Expr::always_null),
+            _ => false,
+        }
+    }
+}

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use super::keyed::{Keyed, Watch};
 use super::{EventKind, EventRow};
 use crate::error::{EngineError, Result};
-use crate::rules::compile::CompiledRules;
+use crate::rules::compiled::CompiledRules;
 use crate::rules::measure_spec::ConversionSpec;
 use crate::rules::needs::Source;
 

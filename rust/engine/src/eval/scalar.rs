@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::compile::{CompiledRules, NodeKind};
-use super::expr::{ArithOp, Cast, CmpOp, Expr, Field, Value};
-use super::needs::Measure;
 use crate::membership::{Memberships, NO_STAGE};
+use crate::rules::compiled::{CompiledRules, NodeKind};
+use crate::rules::expr::{ArithOp, Cast, CmpOp, Expr, Field, Value};
+use crate::rules::needs::Measure;
 use crate::state::aggregates::{NO_FIRST, NO_LAST};
 use crate::state::State;
 use crate::time::calendar::{next_month_start, next_year_start};
