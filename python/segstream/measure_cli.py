@@ -116,7 +116,7 @@ def _duration_ms(text: str) -> int:
 
 def print_table(console: Console, title: str, table: pa.Table) -> None:
     """A report as a terminal table (floats to 4 digits, NULL shown as an empty cell)."""
-    view = Table(title=title)
+    view = Table(title=title, title_justify="left")
     for name in table.column_names:
         view.add_column(name, overflow="fold")
     for row in table.to_pylist():
