@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     import segstream
-    from segstream import bulk_cli, demo
+    from segstream import bulk_cli, demo, measure_cli
     from segstream.service import cli as service_cli
 
     parser = argparse.ArgumentParser(
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
     bulk_cli.register(sub)
+    measure_cli.register(sub)
     service_cli.register(sub)
     return parser
 

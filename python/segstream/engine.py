@@ -25,7 +25,7 @@ class IngestResult:
 
     changes: pa.Table
     """Membership changes (customer_id, segment, change, from_stage, to_stage, at, cause,
-    holdout, change_id)."""
+    holdout, capped, change_id)."""
     rejected: pa.Table
     """Rows that were not applied: input row index and reason."""
     applied: int = 0
@@ -228,6 +228,32 @@ class Engine:
         inputs: they dedupe events and group order lines.)
         """
         result: list[str] = self._inner.rule_columns
+        return result
+
+    def merge_customers(self, data: Any) -> pa.Table:
+        """Merges profiles of one person; returns the changes (cause ``merge``).
+
+        ``data`` is any Arrow table with ``customer_id`` and ``into`` columns (the
+        Segment/RudderStack ``alias`` call: ``previousId`` -> ``userId``). Each row moves
+        the first customer's state into the second's; the absorbed id leaves its segments
+        and the survivor enters what it now qualifies for. Later events of the absorbed id
+        go to the survivor. Merging an id into itself or into an unknown id, or an id
+        already merged elsewhere, is an InvalidInputError and changes nothing; see
+        docs/measure.md for chains and repeats.
+        """
+        result: pa.Table = self._inner.merge_customers(data)
+        return result
+
+    def uplift(
+        self, start: datetime | date | int | str, end: datetime | date | int | str
+    ) -> pa.Table:
+        """Treatment against holdout per segment with a ``conversion`` spec (docs/measure.md).
+
+        Counts the entries made in ``[start, end)`` (UTC midnights: the counters are kept per
+        day of entry) whose attribution windows closed by the engine clock; entries still
+        open are counted in ``immature_entries`` only.
+        """
+        result: pa.Table = self._inner.uplift(to_epoch_ms(start), to_epoch_ms(end))
         return result
 
     @property

@@ -218,6 +218,23 @@ class SegmentService:
                 )
                 return self.bytes(body, content_type=CONTENT_TYPE)
 
+        @self.app.page("/uplift")
+        class Uplift(View):
+            async def get(self, request: Request) -> Response:
+                denied = refused(self, request)
+                if denied is not None:
+                    return denied
+                start, end = request.query.get("from"), request.query.get("to")
+                if not start or not end:
+                    return _json_response(
+                        self, {"error": "give the period as ?from=YYYY-MM-DD&to=YYYY-MM-DD"}, 400
+                    )
+                try:
+                    rows = service.processor.uplift(start, end)
+                except ValueError as exc:  # InvalidInputError is a ValueError
+                    return _json_response(self, {"error": str(exc)}, status=400)
+                return _json_response(self, rows)
+
         @self.app.page("/health")
         class Health(View):
             async def get(self, request: Request) -> Response:

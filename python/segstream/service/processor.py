@@ -367,6 +367,17 @@ class Processor:
                     continue
         return None
 
+    def uplift(self, start: str, end: str) -> list[dict[str, Any]]:
+        """The uplift rows over every partition this worker owns (docs/measure.md)."""
+        from segstream.measure import midnight, uplift_of
+
+        engines = [state.engine for state in self.partitions.values()]
+        begin, finish = midnight(start), midnight(end)
+        if not engines:
+            return []
+        rows: list[dict[str, Any]] = uplift_of(engines, begin, finish).to_pylist()
+        return rows
+
     def clocks(self) -> dict[int, datetime | None]:
         return {p: state.engine.clock for p, state in self.partitions.items()}
 

@@ -22,6 +22,7 @@ use crate::membership::Memberships;
 use crate::output::snapshot::ids_array;
 use crate::rules::expr::Value;
 use crate::rules::ruleset::RuleSetSpec;
+use crate::state::conversion_columns::COUNTERS_KEY;
 use crate::state::{Aggregates, IdKind, SeenEvents};
 
 /// Version written by this build; files with a larger one are refused.
@@ -99,6 +100,15 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
     for (name, col) in engine.state.keyed.to_columns(n) {
         push(name, col);
     }
+    for (name, col) in engine.state.conversions.to_columns(n) {
+        push(name, col);
+    }
+    for (name, col) in engine.caps.to_columns(n) {
+        push(name, col);
+    }
+    for (name, col) in engine.state.aliases.to_columns(n) {
+        push(name, col);
+    }
     if !engine.state.traits.decl.is_empty() {
         let mut b = StringBuilder::new();
         for c in 0..n {
@@ -134,6 +144,9 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         engine.clock.map(|c| c.to_string()).unwrap_or_default(),
     );
     meta.insert("segstream.offsets".to_string(), engine.offsets.clone());
+    if let Some(counters) = engine.state.conversions.counters_json() {
+        meta.insert(COUNTERS_KEY.to_string(), counters);
+    }
     meta.insert(
         "segstream.column_map".to_string(),
         serde_json::to_string(&engine.column_map).unwrap_or_default(),
@@ -335,6 +348,15 @@ fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine>
         }
     }
     restore(&mut engine, kind, &batch)?;
+    let read = |name: &str| column(&batch, name).cloned();
+    let counters = meta.get(COUNTERS_KEY).map(String::as_str);
+    engine
+        .state
+        .conversions
+        .restore(batch.num_rows(), read, counters)?;
+    engine.caps.restore(batch.num_rows(), read)?;
+    let aliases = batch.column_by_name(crate::state::aliases::ALIAS_COLUMN);
+    engine.state.aliases.restore(batch.num_rows(), aliases)?;
     Ok(engine)
 }
 

@@ -56,6 +56,8 @@ pub struct Engine {
     pub column_map: BTreeMap<String, String>,
     /// Customers whose evaluation a deferred ingest put off (see `ingest_deferred`).
     pub deferred: Touched,
+    /// Frequency caps across segments (`measure::caps`).
+    pub caps: crate::measure::FrequencyCaps,
     /// The rules lowered for columnar evaluation, with their scratch space.
     evaluator: Evaluator,
     /// Scratch: the evaluation instant of each customer being evaluated.
@@ -68,13 +70,20 @@ impl Engine {
     /// Compiles the rules and starts empty.
     pub fn new(spec: RuleSetSpec) -> Result<Self> {
         let rules = compile_ruleset(&spec)?;
+        crate::measure::entries::check(&rules)?;
         Ok(Self::from_compiled(rules))
     }
 
+    /// An empty engine for rules that compiled and whose measurement keys
+    /// passed `measure::entries::check`.
     pub(crate) fn from_compiled(rules: CompiledRules) -> Self {
-        let state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
+        let mut state = State::new(&rules.needs, &rules.traits, rules.spec.currency_scale);
+        state.conversions = crate::state::Conversions::new(&rules, &mut state.keyed)
+            .expect("measurement keys checked before");
         let members = Memberships::new(&rules);
+        let caps = crate::measure::FrequencyCaps::new(&rules).expect("caps checked before");
         Engine {
+            caps,
             evaluator: Evaluator::new(&rules),
             instants: Vec::new(),
             due: Vec::new(),
@@ -130,6 +139,7 @@ impl Engine {
         let mut resolved = resolve(&self.state, &self.column_map, batch)?;
         resolved.follow_rules(&self.rules.spec, crate::time::wall_clock_ms());
         self.settle_deferred();
+        self.close_windows();
         let mut changes = Vec::new();
         if let Some((lo, hi)) = resolved.ts_range() {
             self.fire_timers_before(lo, hi, &mut changes);
@@ -183,6 +193,7 @@ impl Engine {
         let mut resolved = resolve(&self.state, &self.column_map, batch)?;
         resolved.follow_rules(&self.rules.spec, crate::time::wall_clock_ms());
         resolved.restrict_to(shard);
+        self.close_windows();
         let mut deferred = std::mem::take(&mut self.deferred);
         let (rejected, stats) =
             apply_resolved(&mut self.state, self.clock, &resolved, &mut deferred);
@@ -240,9 +251,44 @@ impl Engine {
         }
     }
 
-    /// Applies JSON messages (flat events, Segment-spec `track`/`identify`).
+    /// Applies JSON messages (flat events, Segment-spec `track`/`identify`,
+    /// and `alias`, applied as profile merges after the batch's events).
     pub fn ingest_json(&mut self, messages: &[&[u8]]) -> IngestOutcome {
+        let (aliases, others) = crate::measure::merge_alias::split_aliases(messages);
+        if aliases.is_empty() {
+            return self.ingest_json_events(messages);
+        }
+        let kept: Vec<&[u8]> = others.iter().map(|&i| messages[i]).collect();
+        let mut out = self.ingest_json_events(&kept);
+        for r in &mut out.rejected {
+            r.0 = others[r.0];
+        }
+        let ints = self.state.ids.kind() == Some(crate::state::IdKind::Int);
+        for (i, alias) in aliases {
+            let outcome = alias.and_then(|(from, into)| {
+                let as_id = |id: &crate::measure::merge_alias::OwnedId| {
+                    id.as_id(ints)
+                        .ok_or_else(|| "alias ids must be integers in this engine".to_string())
+                };
+                let (from, into) = (as_id(&from)?, as_id(&into)?);
+                self.merge_customers(&[(from.borrow(), into.borrow())])
+                    .map_err(|e| e.to_string())
+            });
+            match outcome {
+                Ok(changes) => {
+                    out.applied += 1;
+                    out.changes.extend(changes);
+                }
+                Err(why) => out.rejected.push((i, why)),
+            }
+        }
+        out.rejected.sort_by_key(|r| r.0);
+        out
+    }
+
+    fn ingest_json_events(&mut self, messages: &[&[u8]]) -> IngestOutcome {
         self.settle_deferred();
+        self.close_windows();
         let mut touched = Touched::default();
         let mut traits_touched = Touched::default();
         let (rejected, stats) = apply_json_messages(
@@ -271,6 +317,78 @@ impl Engine {
             .collect();
         self.evaluate_at(&only_traits, now, Cause::Traits, &mut out.changes);
         out
+    }
+
+    /// Merges profiles of one person: each row `(customer_id, into)` moves
+    /// the first customer's state into the second's (rules for chains and
+    /// repeats in `measure::merge_alias`). The absorbed ids leave every
+    /// segment and lifecycle, then the survivors are re-evaluated; all these
+    /// changes have cause `merge`. Later events of an absorbed id go to its
+    /// survivor. On an error nothing changes.
+    pub fn merge_customers(
+        &mut self,
+        rows: &[(crate::state::CustomerId<'_>, crate::state::CustomerId<'_>)],
+    ) -> Result<Vec<Change>> {
+        use crate::measure::merge_alias::{plan, Step};
+        self.settle_deferred();
+        let steps = plan(&self.state, rows)?;
+        let now = self.clock.unwrap_or(0);
+        let mut out = Vec::new();
+        let mut survivors = Touched::default();
+        for step in steps {
+            match step {
+                Step::Same => {}
+                Step::AliasNew { id, into } => {
+                    let (c, _) = match id {
+                        crate::state::CustomerId::Str(s) => self.state.ids.intern_str(s),
+                        crate::state::CustomerId::Int(v) => self.state.ids.intern_int(v),
+                    };
+                    self.grow();
+                    self.state.aliases.add(c, into);
+                }
+                Step::Merge { from, into } => {
+                    self.leave_everything(from, now, &mut out);
+                    self.state.absorb(from, into);
+                    self.caps.merge_customer(from, into);
+                    self.timers.set(from, crate::time::timers::NEVER);
+                    self.state.aliases.add(from, into);
+                    survivors.add(into);
+                }
+            }
+        }
+        let survivors: Vec<u32> = survivors
+            .ascending()
+            .into_iter()
+            .filter(|&c| !self.state.aliases.is_alias(c))
+            .collect();
+        self.evaluate_at(&survivors, now, Cause::Merge, &mut out);
+        Ok(out)
+    }
+
+    /// Takes customer `c` out of every segment and lifecycle (cause `merge`).
+    fn leave_everything(&mut self, c: u32, now: i64, out: &mut Vec<Change>) {
+        for (n, node) in self.rules.nodes.iter().enumerate() {
+            let cell = self.members.cell(n, c as usize);
+            let (blank, from) = if node.is_segment() {
+                (0, NO_STAGE)
+            } else {
+                (NO_STAGE, cell)
+            };
+            if cell == blank {
+                continue;
+            }
+            self.members.transition(n, c as usize, blank, now);
+            out.push(Change {
+                customer: c,
+                node: n as u32,
+                kind: crate::membership::ChangeKind::Exit,
+                from,
+                to: NO_STAGE,
+                at: now,
+                cause: Cause::Merge,
+                capped: false,
+            });
+        }
     }
 
     /// Upserts profile traits and re-evaluates those customers.
@@ -405,6 +523,20 @@ impl Engine {
         self.due = due;
         if rounds > 0 {
             out[start..].sort_by_key(|c| (c.at, c.customer));
+            crate::measure::record_entries(
+                &self.rules,
+                &mut self.state,
+                &mut self.caps,
+                &mut out[start..],
+            );
+        }
+    }
+
+    /// Folds the attribution windows that ended before the clock into the
+    /// uplift counters (memory only: the counts do not depend on when).
+    fn close_windows(&mut self) {
+        if let Some(now) = self.clock {
+            self.state.conversions.close_until(now);
         }
     }
 
@@ -416,6 +548,7 @@ impl Engine {
         let mut instants = std::mem::take(&mut self.instants);
         instants.clear();
         instants.resize(customers.len(), now);
+        let start = out.len();
         self.evaluator.evaluate(
             &self.rules,
             &self.state,
@@ -427,6 +560,12 @@ impl Engine {
             out,
         );
         self.instants = instants;
+        crate::measure::record_entries(
+            &self.rules,
+            &mut self.state,
+            &mut self.caps,
+            &mut out[start..],
+        );
     }
 
     /// Re-evaluates every customer on every node at the current clock and
@@ -496,6 +635,7 @@ impl Engine {
         spec: RuleSetSpec,
     ) -> Result<(Vec<Change>, Vec<RemovedNodeExit>)> {
         let new_rules = compile_ruleset(&spec)?;
+        crate::measure::entries::check(&new_rules)?;
         self.settle_deferred();
         let old_needs = &self.state.keyed.needs;
         let missing = old_needs.missing_from(&new_rules.needs);
@@ -511,7 +651,12 @@ impl Engine {
                 "the new rules change currency_scale; amounts already kept would be misread. Re-ingest the events instead.".into(),
             ));
         }
-        let state = crate::state::rekey(&self.state, &new_rules);
+        let mut state = crate::state::rekey(&self.state, &new_rules);
+        state.conversions = self
+            .state
+            .conversions
+            .carried_to(&new_rules, &mut state.keyed)?;
+        let caps = self.caps.carried_to(&new_rules)?;
         let mut members = Memberships::new(&new_rules);
         let n = state.len();
         members.grow(n);
@@ -571,6 +716,7 @@ impl Engine {
             }
         }
         self.evaluator = Evaluator::new(&new_rules);
+        self.caps = caps;
         self.rules = new_rules;
         self.state = state;
         self.members = members;

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod ingest;
+pub mod measure;
 pub mod membership;
 pub mod merge;
 pub mod output;

@@ -23,6 +23,8 @@ pub enum Cause {
     Traits,
     /// The rules were replaced.
     Rules,
+    /// Two profiles of one person were merged.
+    Merge,
 }
 
 impl Cause {
@@ -33,6 +35,7 @@ impl Cause {
             Cause::Time => "time",
             Cause::Traits => "traits",
             Cause::Rules => "rules",
+            Cause::Merge => "merge",
         }
     }
 }
@@ -79,6 +82,9 @@ pub struct Change {
     pub at: i64,
     /// Why.
     pub cause: Cause,
+    /// A frequency cap held this entry back from being sent (see
+    /// `measure::caps`); always false for other changes.
+    pub capped: bool,
 }
 
 /// Who is where: one row of cells per customer, one cell per node (a

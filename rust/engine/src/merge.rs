@@ -59,11 +59,14 @@ impl Engine {
         let o = other.state;
         self.state.agg.append(o.agg);
         self.state.keyed.append(o.keyed);
+        self.state.conversions.append(o.conversions, offset);
+        self.state.aliases.append(o.aliases, offset);
         for (mine, theirs) in self.state.traits.values.iter_mut().zip(o.traits.values) {
             mine.extend(theirs);
         }
         self.state.seen_events.append(o.seen_events, offset);
         self.members.append(other.members);
+        self.caps.append(other.caps, offset);
         self.timers.append(other.timers);
         self.clock = match (self.clock, other.clock) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -399,6 +399,51 @@ impl PyEngine {
         self.inner.defers_exactly()
     }
 
+    /// Merges profiles: an Arrow table of `customer_id` and `into` columns
+    /// (text or int64); returns the changes (cause `merge`).
+    fn merge_customers<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: AnyRecordBatch,
+    ) -> Result<Bound<'py, PyAny>> {
+        use segstream_engine::measure::merge_alias::OwnedId;
+        let batches = read_batches(py, data)?;
+        let ints = self.inner.state.ids.kind() == Some(segstream_engine::state::IdKind::Int);
+        let mut owned: Vec<(OwnedId, OwnedId)> = Vec::new();
+        for b in &batches {
+            let from = id_values(b, "customer_id")?;
+            let into = id_values(b, "into")?;
+            for (row, (f, t)) in from.into_iter().zip(into).enumerate() {
+                let (Some(f), Some(t)) = (f.as_id(ints), t.as_id(ints)) else {
+                    return Err(InvalidInputError::new_err(format!(
+                        "merge_customers row {row}: this engine holds integer ids"
+                    ))
+                    .into());
+                };
+                owned.push((f, t));
+            }
+        }
+        let rows: Vec<_> = owned
+            .iter()
+            .map(|(f, t)| (f.borrow(), t.borrow()))
+            .collect();
+        let engine = &mut self.inner;
+        let changes = enter(py, "merging customers", || engine.merge_customers(&rows))?;
+        self.changes(py, &changes)
+    }
+
+    /// The uplift table over the entries made in `[start_ms, end_ms)` (UTC midnights).
+    fn uplift<'py>(
+        &mut self,
+        py: Python<'py>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Bound<'py, PyAny>> {
+        self.settle(py)?;
+        let batch = segstream_engine::measure::uplift_batch(&self.inner, start_ms, end_ms)?;
+        table(py, batch)
+    }
+
     /// Customers with a pending time-driven re-evaluation.
     #[getter]
     fn pending_timers(&self) -> usize {
@@ -416,6 +461,63 @@ impl PyEngine {
         });
         json_to_py(py, &v.to_string())
     }
+}
+
+/// The uplift table over several engines with the same rules and disjoint
+/// customers (a service's partitions), entries made in `[start_ms, end_ms)`.
+#[pyfunction]
+pub fn uplift_of<'py>(
+    py: Python<'py>,
+    engines: Vec<PyRefMut<'py, PyEngine>>,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Bound<'py, PyAny>> {
+    let mut engines = engines;
+    for e in engines.iter_mut() {
+        e.settle(py)?;
+    }
+    let inner: Vec<&Engine> = engines.iter().map(|e| &e.inner).collect();
+    let batch = segstream_engine::measure::uplift_of(&inner, start_ms, end_ms)?;
+    table(py, batch)
+}
+
+/// A merge table's id column as ids (text or int64, no nulls).
+fn id_values(
+    b: &RecordBatch,
+    name: &str,
+) -> Result<Vec<segstream_engine::measure::merge_alias::OwnedId>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    use arrow_schema::DataType;
+    use segstream_engine::measure::merge_alias::OwnedId;
+    let bad = |why: &str| InvalidInputError::new_err(format!("merge_customers: `{name}` {why}"));
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| bad("is missing (the table needs customer_id and into)"))?;
+    if c.null_count() > 0 {
+        return Err(bad("holds a null").into());
+    }
+    Ok(match c.data_type() {
+        DataType::Utf8 => c
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(|s| OwnedId::Str(s.into()))
+            .collect(),
+        DataType::LargeUtf8 => c
+            .as_string::<i64>()
+            .iter()
+            .flatten()
+            .map(|s| OwnedId::Str(s.into()))
+            .collect(),
+        DataType::Int64 => c
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .values()
+            .iter()
+            .map(|&v| OwnedId::Int(v))
+            .collect(),
+        other => return Err(bad(&format!("must be text or int64, not {other}")).into()),
+    })
 }
 
 /// Compiles a rule set and describes what each segment needs (JSON text).

@@ -21,6 +21,7 @@ fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_function(wrap_pyfunction!(engine::describe_rules, m)?)?;
     m.add_function(wrap_pyfunction!(engine::_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::uplift_of, m)?)?;
     m.add_function(wrap_pyfunction!(messages::encode_change_messages, m)?)?;
     m.add_function(wrap_pyfunction!(messages::unusual_messages, m)?)?;
     m.add_function(wrap_pyfunction!(messages::partitions_of, m)?)?;

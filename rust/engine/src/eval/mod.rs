@@ -114,6 +114,7 @@ impl Evaluator {
                 to,
                 at: now[i],
                 cause,
+                capped: false,
             };
             match &node.kind {
                 NodeKind::Segment { cooldown, .. } => {

@@ -526,10 +526,11 @@ fn prefetch_row(state: &State, clock: Option<i64>, sorted: &[Pending], at: usize
 /// The customer's index, interned if new.
 #[inline]
 fn intern(state: &mut State, id: CustomerId<'_>) -> (u32, bool) {
-    match id {
+    let (c, new) = match id {
         CustomerId::Str(s) => state.ids.intern_str(s),
         CustomerId::Int(v) => state.ids.intern_int(v),
-    }
+    };
+    (state.aliases.resolve(c), new)
 }
 
 /// Currency scale digits, kept on the state so decoders need no rules.

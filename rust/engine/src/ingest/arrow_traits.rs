@@ -103,6 +103,7 @@ pub fn apply_trait_batch(
                 continue;
             }
         };
+        let c = state.aliases.resolve(c);
         if new {
             state.ensure(c as usize + 1);
         }

@@ -180,7 +180,7 @@ fn intern(state: &mut State, id: &JsonId) -> Option<u32> {
     if new {
         state.ensure(c as usize + 1);
     }
-    Some(c)
+    Some(state.aliases.resolve(c))
 }
 
 fn decode(state: &State, raw: &[u8], rules: &JsonRules<'_>) -> Result<Decoded, String> {

@@ -32,6 +32,7 @@ pub fn change_schema(kind: Option<IdKind>) -> SchemaRef {
         ),
         Field::new("cause", DataType::Utf8, false),
         Field::new("holdout", DataType::Boolean, false),
+        Field::new("capped", DataType::Boolean, false),
         Field::new("change_id", DataType::Utf8, false),
     ]))
 }
@@ -79,6 +80,7 @@ pub fn changes_batch(
     let mut at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut cause = StringBuilder::with_capacity(n, n * 5);
     let mut holdout = BooleanBuilder::with_capacity(n);
+    let mut capped = BooleanBuilder::with_capacity(n);
     let mut ids = StringBuilder::with_capacity(n, n * 16);
     let rules = &engine.rules;
     for ch in changes {
@@ -103,6 +105,7 @@ pub fn changes_batch(
         at.append_value(ch.at);
         cause.append_value(ch.cause.as_str());
         holdout.append_value(h);
+        capped.append_value(ch.capped);
         ids.append_value(change_id(cid, &node.name, ch.kind.as_str(), t, ch.at));
     }
     for r in removed {
@@ -115,6 +118,7 @@ pub fn changes_batch(
         at.append_value(r.at);
         cause.append_value("rules");
         holdout.append_value(false);
+        capped.append_value(false);
         ids.append_value(change_id(cid, &r.name, "exit", None, r.at));
     }
     let columns: Vec<ArrayRef> = vec![
@@ -126,6 +130,7 @@ pub fn changes_batch(
         Arc::new(at.finish()),
         Arc::new(cause.finish()),
         Arc::new(holdout.finish()),
+        Arc::new(capped.finish()),
         Arc::new(ids.finish()),
     ];
     RecordBatch::try_new(change_schema(engine.state.ids.kind()), columns)

@@ -12,6 +12,7 @@ pub mod expr;
 pub mod functions;
 pub mod graph;
 pub mod lower;
+pub mod measure_spec;
 pub mod needs;
 pub mod parse;
 pub mod ruleset;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::measure_spec::{BacklashSpec, ConversionSpec, FrequencyCapSpec};
 use crate::error::{EngineError, Result};
 use crate::time::parse_duration_ms;
 
@@ -68,6 +69,12 @@ pub struct SegmentSpec {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What taking up the offer means (docs/measure.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<ConversionSpec>,
+    /// A signal that counts against the offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlash: Option<BacklashSpec>,
 }
 
 /// One lifecycle stage.
@@ -121,6 +128,9 @@ pub struct RuleSetSpec {
     /// Events this far ahead of the wall clock are rejected (default 1 day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_future: Option<DurationSpec>,
+    /// Caps on entries across segments (docs/measure.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frequency_caps: Vec<FrequencyCapSpec>,
 }
 
 /// `event_types: {purchase: [order, sale], refund: [return]}`: names read

@@ -193,6 +193,29 @@ impl Aggregates {
         self.rows.extend(other.rows);
     }
 
+    /// Merges customer `from`'s row into `into`'s (profile merges): sums
+    /// add, extremes combine, and `from` is left empty.
+    pub fn absorb(&mut self, from: usize, into: usize) {
+        let f = std::mem::take(&mut self.rows[from]);
+        let t = &mut self.rows[into];
+        t.max_order = if t.orders == 0 {
+            f.max_order
+        } else if f.orders == 0 {
+            t.max_order
+        } else {
+            t.max_order.max(f.max_order)
+        };
+        t.gross = t.gross.saturating_add(f.gross);
+        t.refunded = t.refunded.saturating_add(f.refunded);
+        t.first_purchase = t.first_purchase.min(f.first_purchase);
+        t.last_purchase = t.last_purchase.max(f.last_purchase);
+        t.last_refund = t.last_refund.max(f.last_refund);
+        t.orders = t.orders.saturating_add(f.orders);
+        t.refunds = t.refunds.saturating_add(f.refunds);
+        t.items = t.items.saturating_add(f.items);
+        t.max_quantity = t.max_quantity.max(f.max_quantity);
+    }
+
     /// Net spend of customer `c`.
     #[inline]
     pub fn ltv(&self, c: usize) -> i64 {

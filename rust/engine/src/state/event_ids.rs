@@ -60,6 +60,18 @@ impl SeenEvents {
         self.seen.is_empty()
     }
 
+    /// Gives customer `from`'s ids to `into` (a profile merge): they stay
+    /// duplicates for the survivor, within its own bound.
+    pub fn move_customer(&mut self, from: u32, into: u32) {
+        let Some(ring) = self.order.remove(&from) else {
+            return;
+        };
+        for h in ring {
+            self.seen.remove(&(from, h));
+            self.insert((into, h));
+        }
+    }
+
     /// Takes over `other`'s ids, its customer indexes shifted by `offset` (a
     /// merge appends the other engine's customers after this one's).
     pub fn append(&mut self, other: SeenEvents, offset: u32) {

@@ -85,6 +85,12 @@ enum Matcher {
     Signal(u32),
 }
 
+/// An event filter kept for something other than a rule (a conversion or
+/// backlash spec): its names are registered, so events carry their tags,
+/// but no accumulator or window is kept for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch(Matcher);
+
 #[derive(Debug, Clone, Default)]
 struct Names {
     index: FxHashMap<Box<str>, u32>,
@@ -182,6 +188,18 @@ impl Keyed {
                 flag: flag.as_deref().map(|f| self.flags.add(f)),
             },
         }
+    }
+
+    /// Registers a filter that `watched` tests events against.
+    pub fn watch(&mut self, source: &Source) -> Watch {
+        Watch(self.matcher(source))
+    }
+
+    /// True when the event passes the filter (purchases and refunds alike
+    /// for a purchase filter).
+    #[inline]
+    pub fn watched(w: &Watch, ev: &EventRow<'_>) -> bool {
+        Self::matches(&w.0, ev)
     }
 
     /// Index of a signal name the rules reference.

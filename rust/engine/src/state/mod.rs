@@ -2,14 +2,19 @@
 //! struct-of-arrays, and the keyed accumulators and windows the rules need.
 
 pub mod aggregates;
+pub mod aliases;
+pub mod conversion_columns;
+pub mod conversions;
 pub mod customers;
 pub mod event_ids;
 pub mod keyed;
 mod keyed_columns;
 pub mod prefetch;
+mod profile_merge;
 pub mod traits;
 
 pub use aggregates::Aggregates;
+pub use conversions::Conversions;
 pub use customers::{int_id_from_text, CustomerId, CustomerIds, IdKind};
 pub use event_ids::{SeenEvents, EVENT_IDS_KEPT};
 pub use keyed::{EventTags, Keyed};
@@ -59,6 +64,10 @@ pub struct State {
     pub seen_events: SeenEvents,
     /// Currency scale (digits), for decoding amounts.
     pub scale_digits: u32,
+    /// Attribution windows and uplift counters (set up by the engine).
+    pub conversions: Conversions,
+    /// Customers merged into others (`Engine::merge_customers`).
+    pub aliases: aliases::Aliases,
 }
 
 impl State {
@@ -71,6 +80,8 @@ impl State {
             keyed: Keyed::new(needs),
             traits: Traits::new(traits),
             seen_events: SeenEvents::default(),
+            conversions: Conversions::default(),
+            aliases: aliases::Aliases::default(),
         }
     }
 
@@ -95,6 +106,7 @@ impl State {
     pub fn apply(&mut self, c: u32, ev: &EventRow<'_>, clock: Option<i64>) {
         self.agg.apply(c as usize, ev);
         self.keyed.apply(c as usize, ev, clock);
+        self.conversions.observe(c, ev, clock);
     }
 }
 
@@ -119,6 +131,8 @@ pub fn rekey(old: &State, rules: &crate::rules::CompiledRules) -> State {
         traits,
         seen_events: old.seen_events.clone(),
         scale_digits: rules.spec.currency_scale,
+        conversions: Conversions::default(),
+        aliases: old.aliases.clone(),
     };
     let n = s.len();
     s.ensure(n);
