@@ -75,7 +75,7 @@ impl PyEngine {
     /// Evaluates what deferred ingests left pending, before memberships are read.
     fn settle(&mut self, py: Python<'_>) -> Result<()> {
         let engine = &mut self.inner;
-        if engine.deferred.is_empty() {
+        if !engine.has_deferred() {
             return Ok(());
         }
         guarded(py, "evaluating deferred customers", || {
@@ -213,7 +213,7 @@ impl PyEngine {
     /// Engine time in epoch ms, or None.
     #[getter]
     fn clock(&self) -> Option<i64> {
-        self.inner.clock
+        self.inner.clock()
     }
 
     /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
@@ -237,7 +237,7 @@ impl PyEngine {
             text_id = customer_id.extract::<String>()?;
             CustomerId::Str(&text_id)
         };
-        let id = match (self.inner.state.ids.kind(), id) {
+        let id = match (self.inner.state().ids.kind(), id) {
             (Some(segstream_engine::state::IdKind::Str), CustomerId::Int(i)) => {
                 let text = i.to_string().into_pyobject(py)?.into_any();
                 return self.profile(py, &text);
@@ -271,7 +271,7 @@ impl PyEngine {
     fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> Result<()> {
         self.settle(py)?;
         if let Some(o) = offsets_json {
-            self.inner.offsets = o.to_string();
+            self.inner.set_offsets(o.to_string());
         }
         let engine = &self.inner;
         let path = path.to_string();
@@ -294,7 +294,7 @@ impl PyEngine {
     /// Source offsets saved with / loaded from a checkpoint (JSON object text).
     #[getter]
     fn offsets(&self) -> String {
-        self.inner.offsets.clone()
+        self.inner.offsets().to_string()
     }
 
     /// Replaces the rules; returns the changes (cause `rules`).
@@ -312,13 +312,13 @@ impl PyEngine {
     /// Fingerprint of the compiled rules.
     #[getter]
     fn fingerprint(&self) -> String {
-        self.inner.rules.fingerprint.clone()
+        self.inner.rules().fingerprint.clone()
     }
 
     /// The rule set as JSON.
     #[getter]
     fn rules_json(&self) -> String {
-        self.inner.rules.spec.to_json()
+        self.inner.rules().spec.to_json()
     }
 
     /// Number of customers.
@@ -345,7 +345,7 @@ impl PyEngine {
     /// are not rule inputs).
     #[getter]
     fn rule_columns(&self) -> Vec<&'static str> {
-        let keyed = &self.inner.state.keyed;
+        let keyed = &self.inner.state().keyed;
         let mut out = vec!["customer_id", "ts", "event_type", "amount", "quantity"];
         if keyed.wants_products() {
             out.push("product_ids");
@@ -362,12 +362,12 @@ impl PyEngine {
     /// Customers with a pending time-driven re-evaluation.
     #[getter]
     fn pending_timers(&self) -> usize {
-        self.inner.timers.pending()
+        self.inner.timers().pending()
     }
 
     /// Approximate bytes of state: `{"base": .., "ids": .., "keyed": .., "per_customer_base": ..}`.
     fn memory<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
-        let s = &self.inner.state;
+        let s = &self.inner.state();
         let v = serde_json::json!({
             "customers": s.len(),
             "base_bytes_per_customer": segstream_engine::state::Aggregates::BYTES_PER_CUSTOMER,
