@@ -179,7 +179,7 @@ fn evaluation(c: &mut Criterion) {
         e.ingest_deferred(batch, None).unwrap();
     }
     e.settle_deferred();
-    let nodes = e.rules.nodes.len() as u64;
+    let nodes = e.rules().nodes.len() as u64;
     let mut g = c.benchmark_group("kernel");
     g.sample_size(10);
     g.throughput(Throughput::Elements(e.num_customers() as u64 * nodes));

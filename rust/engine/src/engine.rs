@@ -41,29 +41,78 @@ pub struct IngestOutcome {
 #[derive(Debug, Clone)]
 pub struct Engine {
     /// Compiled rules.
-    pub rules: CompiledRules,
+    pub(crate) rules: CompiledRules,
     /// Per-customer state.
-    pub state: State,
+    pub(crate) state: State,
     /// Memberships.
-    pub members: Memberships,
+    pub(crate) members: Memberships,
     /// Customers due to be re-evaluated by time.
-    pub timers: TimerIndex,
+    pub(crate) timers: TimerIndex,
     /// Engine time, ms (None before the first event or `advance_to`).
-    pub clock: Option<i64>,
+    pub(crate) clock: Option<i64>,
     /// Source offsets covered by the state (free-form JSON object text).
-    pub offsets: String,
+    pub(crate) offsets: String,
     /// Engine column name -> input column name.
-    pub column_map: BTreeMap<String, String>,
+    pub(crate) column_map: BTreeMap<String, String>,
     /// Customers whose evaluation a deferred ingest put off (see `ingest_deferred`).
-    pub deferred: Touched,
+    pub(crate) deferred: Touched,
     /// Frequency caps across segments (`measure::caps`).
-    pub caps: crate::measure::FrequencyCaps,
+    pub(crate) caps: crate::measure::FrequencyCaps,
     /// The rules lowered for columnar evaluation, with their scratch space.
     evaluator: Evaluator,
     /// Scratch: the evaluation instant of each customer being evaluated.
     instants: Vec<i64>,
     /// Scratch: timers popped in one round.
     due: Vec<(i64, u32)>,
+}
+
+/// Read access for code outside the engine crate (the bindings, tests and
+/// benches); the fields stay crate-private so only the engine changes them.
+impl Engine {
+    /// Compiled rules.
+    pub fn rules(&self) -> &CompiledRules {
+        &self.rules
+    }
+
+    /// Per-customer state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Memberships.
+    pub fn members(&self) -> &Memberships {
+        &self.members
+    }
+
+    /// Customers due to be re-evaluated by time.
+    pub fn timers(&self) -> &TimerIndex {
+        &self.timers
+    }
+
+    /// Engine time, ms (None before the first event or `advance_to`).
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// Source offsets covered by the state (free-form JSON object text).
+    pub fn offsets(&self) -> &str {
+        &self.offsets
+    }
+
+    /// Records the source offsets the state covers (saved with checkpoints).
+    pub fn set_offsets(&mut self, offsets: String) {
+        self.offsets = offsets;
+    }
+
+    /// Engine column name -> input column name.
+    pub fn column_map(&self) -> &BTreeMap<String, String> {
+        &self.column_map
+    }
+
+    /// True when a deferred ingest left customers to evaluate.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
 }
 
 impl Engine {

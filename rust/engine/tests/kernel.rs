@@ -177,11 +177,11 @@ proptest! {
     ) {
         let mut engine = engine_with(&rule);
         engine.ingest(&batch(&events)).unwrap();
-        let probe = engine.rules.node_index("probe").unwrap();
-        let NodeKind::Segment { rule: expr, .. } = &engine.rules.nodes[probe].kind else {
+        let probe = engine.rules().node_index("probe").unwrap();
+        let NodeKind::Segment { rule: expr, .. } = &engine.rules().nodes[probe].kind else {
             unreachable!()
         };
-        let program = lower_rule(&engine.rules, expr);
+        let program = lower_rule(engine.rules(), expr);
         let n = engine.num_customers();
         let customers: Vec<u32> = (0..n as u32).collect();
         // Each customer at its own instant, some before their events.
@@ -189,9 +189,9 @@ proptest! {
         let mut next = vec![NEVER; n];
         let mut kernel = Kernel::default();
         let inputs = Inputs {
-            rules: &engine.rules,
-            state: &engine.state,
-            members: &engine.members,
+            rules: engine.rules(),
+            state: engine.state(),
+            members: engine.members(),
             customers: &customers,
             now: &now,
         };
@@ -199,9 +199,9 @@ proptest! {
         let truth = kernel.run(&program, &inputs, &all, &mut next).to_vec();
         let scalar = |c: usize, at: i64| {
             let mut ctx = EvalCtx {
-                rules: &engine.rules,
-                state: &engine.state,
-                members: &engine.members,
+                rules: engine.rules(),
+                state: engine.state(),
+                members: engine.members(),
                 c,
                 now: at,
                 next: NEVER,

@@ -250,7 +250,7 @@ fn snapshot_by_id(engine: &Engine) -> (Vec<String>, BTreeMap<String, Vec<String>
 }
 
 fn same_engines(a: &Engine, b: &Engine, what: &str) -> Result<(), TestCaseError> {
-    prop_assert_eq!(a.clock, b.clock, "{}: clock", what);
+    prop_assert_eq!(a.clock(), b.clock(), "{}: clock", what);
     prop_assert_eq!(a.num_customers(), b.num_customers(), "{}: customers", what);
     let (na, ra) = snapshot_by_id(a);
     let (nb, rb) = snapshot_by_id(b);
@@ -271,8 +271,8 @@ fn same_engines(a: &Engine, b: &Engine, what: &str) -> Result<(), TestCaseError>
         }
     }
     prop_assert_eq!(
-        a.members.counts(),
-        b.members.counts(),
+        a.members().counts(),
+        b.members().counts(),
         "{}: segment and stage counts",
         what
     );
@@ -899,7 +899,7 @@ proptest! {
         let mut sorted = events.clone();
         sorted.sort_by_key(|e| e.ts);
         base.ingest(&batch(&sorted, str_ids)).unwrap();
-        let start = base.clock.unwrap();
+        let start = base.clock().unwrap();
         let until = start + total_days * DAY;
 
         let mut jump = base.clone();
@@ -920,7 +920,7 @@ proptest! {
         prop_assert_eq!(jump_changes, stepped_changes, "time-driven changes differ");
         same_engines(&jump, &stepped, "after advancing")?;
         for c in 0..jump.num_customers() as u32 {
-            prop_assert_eq!(jump.timers.due(c), stepped.timers.due(c), "timer of customer {}", c);
+            prop_assert_eq!(jump.timers().due(c), stepped.timers().due(c), "timer of customer {}", c);
         }
     }
 }
@@ -997,7 +997,7 @@ proptest! {
         if let Ok(mut engine) = res {
             let used = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _ = snapshot_batch(&engine);
-                let t = engine.clock.unwrap_or(T0);
+                let t = engine.clock().unwrap_or(T0);
                 engine.advance_to(t.saturating_add(400 * DAY));
                 let _ = engine.ingest(&batch(&more, str_ids));
                 let path = temp_path("resave");
@@ -1101,7 +1101,7 @@ fn compiled_rules_never_panic_when_evaluated() {
         let loaded = segstream_engine::checkpoint::load(path.to_str().unwrap(), None);
         let _ = std::fs::remove_file(&path);
         let mut loaded = loaded.unwrap();
-        loaded.advance_to(loaded.clock.unwrap_or(T0).saturating_add(30 * DAY));
+        loaded.advance_to(loaded.clock().unwrap_or(T0).saturating_add(30 * DAY));
         let other = edge_rules(
             "ltv >= 1 AND last_purchase_at < now() - INTERVAL '2 days'",
             lateness,

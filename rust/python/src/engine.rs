@@ -83,7 +83,7 @@ impl PyEngine {
     /// Evaluates what deferred ingests left pending, before memberships are read.
     fn settle(&mut self, py: Python<'_>) -> Result<()> {
         let engine = &mut self.inner;
-        if engine.deferred.is_empty() {
+        if !engine.has_deferred() {
             return Ok(());
         }
         guarded(py, "evaluating deferred customers", || {
@@ -245,7 +245,7 @@ impl PyEngine {
     /// Engine time in epoch ms, or None.
     #[getter]
     fn clock(&self) -> Option<i64> {
-        self.inner.clock
+        self.inner.clock()
     }
 
     /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
@@ -264,7 +264,7 @@ impl PyEngine {
         self.settle(py)?;
         // Same rule as the decoders: an id of the other kind is converted exactly.
         let text;
-        let id = match (self.inner.state.ids.kind(), customer_id.extract::<i64>()) {
+        let id = match (self.inner.state().ids.kind(), customer_id.extract::<i64>()) {
             (Some(IdKind::Str), Ok(i)) => {
                 text = i.to_string();
                 CustomerId::Str(&text)
@@ -305,7 +305,7 @@ impl PyEngine {
     fn save(&mut self, py: Python<'_>, path: &str, offsets_json: Option<&str>) -> Result<()> {
         self.settle(py)?;
         if let Some(o) = offsets_json {
-            self.inner.offsets = o.to_string();
+            self.inner.set_offsets(o.to_string());
         }
         let engine = &self.inner;
         let path = path.to_string();
@@ -328,7 +328,7 @@ impl PyEngine {
     /// Source offsets saved with / loaded from a checkpoint (JSON object text).
     #[getter]
     fn offsets(&self) -> String {
-        self.inner.offsets.clone()
+        self.inner.offsets().to_string()
     }
 
     /// Replaces the rules; returns the changes (cause `rules`).
@@ -346,13 +346,13 @@ impl PyEngine {
     /// Fingerprint of the compiled rules.
     #[getter]
     fn fingerprint(&self) -> String {
-        self.inner.rules.fingerprint.clone()
+        self.inner.rules().fingerprint.clone()
     }
 
     /// The rule set as JSON.
     #[getter]
     fn rules_json(&self) -> String {
-        self.inner.rules.spec.to_json()
+        self.inner.rules().spec.to_json()
     }
 
     /// Number of customers.
@@ -379,7 +379,7 @@ impl PyEngine {
     /// are not rule inputs).
     #[getter]
     fn rule_columns(&self) -> Vec<&'static str> {
-        let keyed = &self.inner.state.keyed;
+        let keyed = &self.inner.state().keyed;
         EVENT_COLUMNS
             .into_iter()
             .filter(|&c| match c {
@@ -408,7 +408,7 @@ impl PyEngine {
     ) -> Result<Bound<'py, PyAny>> {
         use segstream_engine::measure::merge_alias::OwnedId;
         let batches = read_batches(py, data)?;
-        let ints = self.inner.state.ids.kind() == Some(segstream_engine::state::IdKind::Int);
+        let ints = self.inner.state().ids.kind() == Some(segstream_engine::state::IdKind::Int);
         let mut owned: Vec<(OwnedId, OwnedId)> = Vec::new();
         for b in &batches {
             let from = id_values(b, "customer_id")?;
@@ -447,12 +447,12 @@ impl PyEngine {
     /// Customers with a pending time-driven re-evaluation.
     #[getter]
     fn pending_timers(&self) -> usize {
-        self.inner.timers.pending()
+        self.inner.timers().pending()
     }
 
     /// Approximate bytes of state: `{"base": .., "ids": .., "keyed": .., "per_customer_base": ..}`.
     fn memory<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
-        let s = &self.inner.state;
+        let s = &self.inner.state();
         let v = serde_json::json!({
             "customers": s.len(),
             "base_bytes_per_customer": segstream_engine::state::Aggregates::BYTES_PER_CUSTOMER,
