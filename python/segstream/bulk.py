@@ -264,7 +264,7 @@ def resegment(
         reader.stop()
         feeder.close()
     snapshot = engine.snapshot()
-    names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
+    names = engine.membership_columns
     sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
     return BulkResult(
         memberships=snapshot.select(["customer_id", *names]),

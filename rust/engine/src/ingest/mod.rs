@@ -23,7 +23,7 @@ pub const EVENT_COLUMNS: [&str; 10] = [
 ];
 
 pub use arrow_events::{apply_resolved, group_resolved, resolve, Grouped, Shard};
-pub use arrow_traits::apply_trait_batch;
+pub use arrow_traits::{apply_trait_batch, unreadable_trait_rows};
 pub use json::apply_json_messages;
 
 /// Customers touched by a call, in first-touch order. Membership is a bitmap
