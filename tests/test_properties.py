@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 import reference as ref
 import segstream
 import yaml
@@ -442,8 +443,8 @@ def test_events_after_the_clock_count_in_windows(
     ingest_all(engine, events)
     max_ts = max(e.ts for e in events)
     assert engine.clock_ms == max_ts - lateness_days * DAY
-    engine.advance_to(T0 + final_day * DAY + final_offset)
     now = max(max_ts - lateness_days * DAY, T0 + final_day * DAY + final_offset)
+    engine.advance_to(now)
     assert engine.clock_ms == now
     check_against_reference(engine, rs, events, now)
 
@@ -477,10 +478,17 @@ def test_stepwise_advance_equals_one_advance(
     final = T0 + final_day * DAY
 
     single = transition_rows([one.advance_to(final)])
-    # Steps in random order: a step back in time is a no-op.
-    many = transition_rows(
-        [stepped.advance_to(t) for t in steps if t <= final] + [stepped.advance_to(final)]
-    )
+    # Steps in random order: a step back in time is refused and changes nothing.
+    tables = []
+    for t in (t for t in steps if t <= final):
+        before = stepped.clock_ms
+        if before is not None and t < before:
+            with pytest.raises(segstream.InvalidInputError, match="before the engine clock"):
+                stepped.advance_to(t)
+            assert stepped.clock_ms == before
+        else:
+            tables.append(stepped.advance_to(t))
+    many = transition_rows([*tables, stepped.advance_to(final)])
     assert single == many
     assert one.clock_ms == stepped.clock_ms == final
     assert snapshot(one) == snapshot(stepped)
@@ -533,7 +541,7 @@ def test_checkpoint_round_trip(
     if after:
         got = [e.ingest(table(after)) for e in (engine, loaded)]
         assert got[0].changes.to_pylist() == got[1].changes.to_pylist()
-    final = T0 + final_day * DAY
+    final = max(T0 + final_day * DAY, engine.clock_ms or T0)
     assert engine.advance_to(final).to_pylist() == loaded.advance_to(final).to_pylist()
     assert snapshot(loaded) == snapshot(engine)
     assert loaded.stats() == engine.stats()

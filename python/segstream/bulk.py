@@ -338,7 +338,7 @@ def resegment(
     counts = merge_counts(type_counts)
     warnings.extend(event_type_warnings(counts))
     snapshot = engine.snapshot()
-    names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
+    names = engine.membership_columns
     sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
     return BulkResult(
         memberships=snapshot.select(["customer_id", *names]),

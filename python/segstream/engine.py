@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -126,16 +126,27 @@ class Engine:
     def update_traits(self, data: ArrowData) -> pa.Table:
         """Upserts profile traits (customer_id + one column per declared trait); returns changes.
 
-        Rows that cannot be read raise nothing: see :meth:`update_traits_result`.
+        All or nothing: when a row cannot be read (a value that does not fit its trait's
+        declared type, such as ``'big'`` or ``500.7`` for an int trait, or a null id),
+        InvalidInputError (a ValueError) names the rows and why, and nothing is applied.
+        :meth:`update_traits_result` applies the other rows and returns those as a table.
         """
-        return self.update_traits_result(data).changes
+        changes, _, _, _ = self._inner.update_traits(data, True)
+        result: pa.Table = changes
+        return result
 
     def update_traits_result(self, data: ArrowData) -> IngestResult:
-        """Like :meth:`update_traits`, with rejected rows."""
+        """Upserts the rows that can be read; the others are in ``rejected`` (row, reason:
+        the trait, the value and the declared type), and none of their traits is set."""
         return _result(self._inner.update_traits(data))
 
     def advance_to(self, ts: datetime | date | int | str, *, net: bool = False) -> pa.Table:
-        """Moves the clock forward (never back); returns changes caused by time alone.
+        """Moves the clock forward; returns changes caused by time alone.
+
+        ``ts`` equal to the clock does nothing; before it, InvalidInputError (a
+        ValueError), and nothing changes: the clock never goes back, and doing nothing
+        silently would leave you reading memberships of a later time than you asked for.
+        To move the clock only forward, compare with :attr:`clock_ms` first.
 
         Each change comes at the instant it happened, so a customer may enter and leave a
         segment within one call. With ``net=True`` the clock jumps: every customer due by
@@ -159,9 +170,17 @@ class Engine:
         ms: int | None = self._inner.clock
         return ms
 
-    def members(self, segment: str) -> pa.Array:
-        """Customer ids in a segment, a lifecycle (any stage) or ``lifecycle.stage``."""
-        result: pa.Array = self._inner.members(segment)
+    def members(
+        self, segment: str, *, holdout: Literal["include", "exclude", "only"] = "include"
+    ) -> pa.Array:
+        """Customer ids in a segment, a lifecycle (any stage) or ``lifecycle.stage``.
+
+        For a segment with a ``holdout``, ``holdout="exclude"`` gives the treatment group
+        (the audience to contact), ``"only"`` the control group, and the default
+        ``"include"`` both: everyone the rule holds for, as :meth:`stats`, the snapshot's
+        segment column and the changes count them. Lifecycles have no holdout.
+        """
+        result: pa.Array = self._inner.members(segment, holdout)
         return result
 
     def profile(self, customer_id: str | int) -> dict[str, Any]:
@@ -171,7 +190,9 @@ class Engine:
         return result
 
     def snapshot(self) -> pa.Table:
-        """One row per customer: id, aggregates, traits, a column per segment and lifecycle."""
+        """One row per customer: id, aggregates, traits, a column per segment and lifecycle,
+        and ``<segment>__holdout`` (a member in the control group) per segment with a
+        holdout."""
         result: pa.Table = self._inner.snapshot()
         return result
 
@@ -217,6 +238,13 @@ class Engine:
     def num_customers(self) -> int:
         """Customers known to the engine."""
         result: int = self._inner.num_customers
+        return result
+
+    @property
+    def membership_columns(self) -> list[str]:
+        """The snapshot's membership columns, in rule order: per segment its boolean column
+        and, with a holdout, ``<segment>__holdout``; per lifecycle its stage column."""
+        result: list[str] = self._inner.membership_columns
         return result
 
     @property

@@ -1,6 +1,9 @@
 //! Checkpoints: the whole state as one Arrow IPC file (one row per
 //! customer) plus metadata: format version, rules and their fingerprint,
-//! clock and source offsets. Any Arrow tool can read it.
+//! clock and source offsets, and a checksum of each (`integrity`). Any
+//! Arrow tool can read it.
+
+mod integrity;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -26,10 +29,12 @@ use crate::state::conversion_columns::COUNTERS_KEY;
 use crate::state::{Aggregates, IdKind, SeenEvents};
 
 /// Version written by this build; files with a larger one are refused.
-/// Version 2 adds the checksum; version 1 files load without one.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3 keeps a checksum of each payload in the footer, checked before
+/// decoding; version 2 files carry one checksum of the decoded content;
+/// version 1 files load without one.
+pub const FORMAT_VERSION: u32 = 3;
 
-/// Metadata key of the checksum.
+/// Metadata key of the one checksum of format 2.
 const CHECKSUM: &str = "segstream.checksum";
 
 /// Feeds what is written into a hash instead of storing it.
@@ -45,11 +50,10 @@ impl Write for HashWriter {
     }
 }
 
-/// xxh3 of everything a checkpoint holds: the columns, as the Arrow IPC
-/// stream format lays them out (streamed into the hash, no copy), and every
-/// metadata entry but the checksum itself, in key order. A flipped bit that
-/// the Arrow reader does not notice still changes this.
-fn checksum(batch: &RecordBatch, meta: &HashMap<String, String>) -> Result<String> {
+/// Format 2's checksum, verified when such a file is loaded: xxh3 of the
+/// decoded columns, as the Arrow IPC stream format lays them out, and every
+/// metadata entry but the checksum itself, in key order.
+fn legacy_checksum(batch: &RecordBatch, meta: &HashMap<String, String>) -> Result<String> {
     let bare = Arc::new(Schema::new(batch.schema().fields().clone()));
     let columns = RecordBatch::try_new(bare.clone(), batch.columns().to_vec())
         .map_err(|e| err(e.to_string()))?;
@@ -160,11 +164,8 @@ pub fn checkpoint_batch(engine: &Engine) -> Result<RecordBatch> {
         }
         .to_string(),
     );
-    let schema = Arc::new(Schema::new_with_metadata(fields.clone(), meta.clone()));
-    let unsummed = RecordBatch::try_new(schema, cols).map_err(|e| err(e.to_string()))?;
-    meta.insert(CHECKSUM.to_string(), checksum(&unsummed, &meta)?);
     let schema = Arc::new(Schema::new_with_metadata(fields, meta));
-    RecordBatch::try_new(schema, unsummed.columns().to_vec()).map_err(|e| err(e.to_string()))
+    RecordBatch::try_new(schema, cols).map_err(|e| err(e.to_string()))
 }
 
 /// Writes a checkpoint atomically (temp file, then rename).
@@ -176,11 +177,22 @@ pub fn save(engine: &Engine, path: &str) -> Result<()> {
         source: e,
     };
     let file = File::create(&tmp).map_err(io)?;
-    let mut w = FileWriter::try_new(BufWriter::new(file), &batch.schema())
-        .map_err(|e| err(e.to_string()))?;
+    let out = integrity::HashingWriter::new(BufWriter::new(file));
+    let mut w = FileWriter::try_new(out, &batch.schema()).map_err(|e| err(e.to_string()))?;
+    let header = w.get_mut().finish();
+    // The writer emits the record batch block (header and body) during
+    // `write`, so what is hashed meanwhile is the block the footer lists.
+    w.get_mut().start();
     w.write(&batch).map_err(|e| err(e.to_string()))?;
+    let sums = integrity::Checksums {
+        header,
+        record_batches: vec![w.get_mut().finish()],
+        metadata: integrity::metadata_sums(batch.schema().metadata()),
+    };
+    let sums = serde_json::to_string(&sums).map_err(|e| err(e.to_string()))?;
+    w.write_metadata(integrity::CHECKSUMS, sums);
     w.finish().map_err(|e| err(e.to_string()))?;
-    let mut inner = w.into_inner().map_err(|e| err(e.to_string()))?;
+    let mut inner = w.into_inner().map_err(|e| err(e.to_string()))?.into_inner();
     inner.flush().map_err(io)?;
     inner
         .into_inner()
@@ -236,11 +248,12 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     out
 }
 
-/// Checks that every block the file's footer lists lies inside the file.
-/// The IPC reader allocates a block's body length before reading it, so a
-/// damaged length would otherwise ask for petabytes and abort the process
-/// (an allocation failure is not a panic that `quietly` could catch).
-fn check_blocks(file: &mut File) -> Result<()> {
+/// Checks that every block the file's footer lists lies inside the file,
+/// and returns the record batch blocks (offset, length). The IPC reader
+/// allocates a block's body length before reading it, so a damaged length
+/// would otherwise ask for petabytes and abort the process (an allocation
+/// failure is not a panic that `quietly` could catch).
+fn check_blocks(file: &mut File) -> Result<Vec<integrity::Block>> {
     use std::io::{Read, Seek, SeekFrom};
     let damaged = |what: &str| err(format!("the file is damaged ({what})"));
     let len = file.metadata().map_err(|e| err(e.to_string()))?.len();
@@ -262,32 +275,48 @@ fn check_blocks(file: &mut File) -> Result<()> {
         .and_then(|_| file.read_exact(&mut footer))
         .map_err(|e| err(e.to_string()))?;
     let footer = arrow_ipc::root_as_footer(&footer).map_err(|_| damaged("unreadable footer"))?;
+    let records = footer.recordBatches().map_or(0, |v| v.len());
     let blocks = footer
         .recordBatches()
         .into_iter()
         .chain(footer.dictionaries())
         .flat_map(|v| v.iter());
-    for b in blocks {
-        let end = u64::try_from(b.offset())
+    let mut record_blocks = Vec::with_capacity(records);
+    for (i, b) in blocks.enumerate() {
+        let span = u64::try_from(b.offset())
             .ok()
             .zip(u64::try_from(b.metaDataLength()).ok())
             .zip(u64::try_from(b.bodyLength()).ok())
-            .and_then(|((o, m), body)| o.checked_add(m)?.checked_add(body));
-        if end.is_none_or(|e| e > len) {
-            return Err(damaged("a block lies outside the file"));
+            .and_then(|((o, m), body)| Some((o, m.checked_add(body)?)));
+        match span {
+            Some((o, n)) if o.checked_add(n).is_some_and(|e| e <= len) => {
+                if i < records {
+                    record_blocks.push((o, n));
+                }
+            }
+            _ => return Err(damaged("a block lies outside the file")),
         }
     }
     file.seek(SeekFrom::Start(0))
         .map_err(|e| err(e.to_string()))?;
-    Ok(())
+    Ok(record_blocks)
 }
 
 fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine> {
-    check_blocks(&mut file)?;
+    let blocks = check_blocks(&mut file)?;
+    let mut verify_handle = file.try_clone().map_err(|e| err(e.to_string()))?;
     let reader = FileReader::try_new(file, None)
         .map_err(|e| err(format!("not a segstream checkpoint (Arrow IPC file): {e}")))?;
     let schema = reader.schema();
     let meta = schema.metadata().clone();
+    // Before any column is decoded: what follows reads only what was written.
+    let summed = match reader.custom_metadata().get(integrity::CHECKSUMS) {
+        Some(stored) => {
+            integrity::verify(&mut verify_handle, stored, &meta, &blocks)?;
+            true
+        }
+        None => false,
+    };
     let get = |k: &str| {
         meta.get(k).cloned().ok_or_else(|| {
             err(format!(
@@ -301,6 +330,12 @@ fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine>
     if version > FORMAT_VERSION {
         return Err(err(format!(
             "written in format {version} by a newer segstream; this build reads format {FORMAT_VERSION} or older"
+        )));
+    }
+    if version >= 3 && !summed {
+        return Err(err(format!(
+            "the file is damaged (format {version} without `{}`)",
+            integrity::CHECKSUMS
         )));
     }
     let fingerprint = get("segstream.fingerprint")?;
@@ -339,9 +374,9 @@ fn load_from(mut file: File, expect_fingerprint: Option<&str>) -> Result<Engine>
         batches.push(b.map_err(|e| err(e.to_string()))?);
     }
     let batch = arrow_select_concat(&schema, &batches)?;
-    if version >= 2 {
+    if version == 2 {
         let stored = get(CHECKSUM)?;
-        if checksum(&batch, &meta)? != stored {
+        if legacy_checksum(&batch, &meta)? != stored {
             return Err(err(
                 "checksum mismatch: the file is damaged (its content is not what was written)",
             ));

@@ -9,9 +9,11 @@ use crate::error::{EngineError, Result};
 use crate::eval::kernel::CHUNK;
 use crate::eval::Evaluator;
 use crate::ingest::{
-    apply_json_messages, apply_resolved, apply_trait_batch, group_resolved, resolve, Shard, Touched,
+    apply_json_messages, apply_resolved, apply_trait_batch, group_resolved, resolve,
+    unreadable_trait_rows, Shard, Touched,
 };
-use crate::membership::{Cause, Change, Memberships, NO_STAGE};
+use crate::membership::{Cause, Change, Holdout, Memberships, NO_STAGE};
+use crate::output::holdout_flag;
 use crate::rules::compile::{compile_ruleset, CompiledRules, NodeKind};
 use crate::rules::ruleset::RuleSetSpec;
 use crate::state::State;
@@ -456,6 +458,44 @@ impl Engine {
         Ok(out)
     }
 
+    /// Upserts traits all or nothing: when a row of any batch cannot be read
+    /// (a value that does not fit its trait's type, a null id), an error
+    /// that names the first such rows and why, and nothing is applied.
+    /// Otherwise as `update_traits` on each batch in turn.
+    pub fn update_traits_all(&mut self, batches: &[RecordBatch]) -> Result<IngestOutcome> {
+        let mut bad: Rejected = Vec::new();
+        let mut offset = 0;
+        for b in batches {
+            let rows = unreadable_trait_rows(&self.state, &self.column_map, b)?;
+            bad.extend(rows.into_iter().map(|(r, m)| (r + offset, m)));
+            offset += b.num_rows();
+        }
+        if !bad.is_empty() {
+            let shown: Vec<String> = bad
+                .iter()
+                .take(5)
+                .map(|(r, m)| format!("row {r}: {m}"))
+                .collect();
+            let more = match bad.len() {
+                n if n > 5 => format!("; and {} more", n - 5),
+                _ => String::new(),
+            };
+            return Err(EngineError::Invalid(format!(
+                "{} of {offset} trait rows cannot be read, so none was applied: {}{more} \
+                 (update_traits_result applies the other rows and returns these)",
+                bad.len(),
+                shown.join("; "),
+            )));
+        }
+        let mut total = IngestOutcome::default();
+        for b in batches {
+            let out = self.update_traits(b)?;
+            total.changes.extend(out.changes);
+            total.applied += out.applied;
+        }
+        Ok(total)
+    }
+
     /// Time-driven changes due before the batch's earliest event fire first,
     /// at their own instants and on the state before the batch, so that an
     /// event cannot undo what time had already done. Timers falling inside the
@@ -497,17 +537,36 @@ impl Engine {
         self.clock
     }
 
-    /// Advances the clock to `t` (never backwards) and returns the changes
-    /// that time alone caused, each at the instant it happened.
-    pub fn advance_to(&mut self, t: i64) -> Vec<Change> {
+    /// Advances the clock to `t` and returns the changes that time alone
+    /// caused, each at the instant it happened. `t` equal to the clock is a
+    /// no-op; before it, an error that changes nothing (see `check_advance`).
+    pub fn advance_to(&mut self, t: i64) -> Result<Vec<Change>> {
+        self.check_advance(t)?;
         self.settle_deferred();
         let mut out = Vec::new();
-        if self.clock.is_some_and(|c| t <= c) {
-            return out;
+        if self.clock == Some(t) {
+            return Ok(out);
         }
         self.clock = Some(t);
         self.run_timers(t, &mut out);
-        out
+        Ok(out)
+    }
+
+    /// The clock never goes back (events have been applied and memberships
+    /// evaluated up to it), so a target before it is refused: doing nothing
+    /// would leave the caller reading memberships of a later time than the
+    /// one asked for, without knowing.
+    fn check_advance(&self, t: i64) -> Result<()> {
+        match self.clock {
+            Some(c) if t < c => Err(EngineError::Invalid(format!(
+                "advance_to({}) is before the engine clock ({}); the clock never goes back \
+                 (events and earlier calls moved it there). To move it only forward, compare \
+                 with the clock first",
+                crate::time::format_ts(t),
+                crate::time::format_ts(c),
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Advances the clock to `t` in one step: every customer due by `t` (and
@@ -516,11 +575,12 @@ impl Engine {
     /// segment in between reports nothing. Cheaper than `advance_to` over a long
     /// stretch, where one customer may be due many times; changes of deferred
     /// customers are not reported, as for `settle_deferred`.
-    pub fn advance_to_net(&mut self, t: i64) -> Vec<Change> {
+    pub fn advance_to_net(&mut self, t: i64) -> Result<Vec<Change>> {
+        self.check_advance(t)?;
         let mut out = Vec::new();
-        if self.clock.is_some_and(|c| t <= c) {
+        if self.clock == Some(t) {
             self.settle_deferred();
-            return out;
+            return Ok(out);
         }
         self.clock = Some(t);
         self.evaluate_deferred(t);
@@ -532,7 +592,7 @@ impl Engine {
         let customers: Vec<u32> = due.iter().map(|&(_, c)| c).collect();
         self.due = due;
         self.evaluate_at(&customers, t, Cause::Time, &mut out);
-        out
+        Ok(out)
     }
 
     /// Fires every timer due by `until`, each customer at its own due
@@ -634,8 +694,10 @@ impl Engine {
     }
 
     /// Customer indexes in a segment, or in any stage of a lifecycle
-    /// (`lifecycle` or `lifecycle.stage`).
-    pub fn members_of(&self, name: &str) -> Result<Vec<u32>> {
+    /// (`lifecycle` or `lifecycle.stage`). `holdout` picks the treatment or
+    /// control group of a segment with a holdout; lifecycles have none, so
+    /// for them anything but `Include` is an error.
+    pub fn members_of(&self, name: &str, holdout: Holdout) -> Result<Vec<u32>> {
         let (node_name, stage_name) = match name.split_once('.') {
             Some((a, b)) => (a, Some(b)),
             None => (name, None),
@@ -648,12 +710,36 @@ impl Engine {
             )));
         };
         match (&self.rules.nodes[n].kind, stage_name) {
-            (NodeKind::Segment { .. }, None) => {
-                Ok(self.members.customers_in(n).map(|c| c as u32).collect())
+            (
+                NodeKind::Segment {
+                    holdout: percent, ..
+                },
+                None,
+            ) => {
+                let name = &self.rules.nodes[n].name;
+                let held_out = |c: usize| {
+                    holdout_flag(
+                        self.state.ids.get(c as u32),
+                        name,
+                        &self.rules.salt,
+                        *percent,
+                    )
+                };
+                Ok(self
+                    .members
+                    .customers_in(n)
+                    .filter(|&c| holdout == Holdout::Include || holdout.keeps(held_out(c)))
+                    .map(|c| c as u32)
+                    .collect())
             }
             (NodeKind::Segment { .. }, Some(_)) => Err(EngineError::Invalid(format!(
                 "`{node_name}` is a segment and has no stages"
             ))),
+            (NodeKind::Lifecycle { .. }, _) if holdout != Holdout::Include => {
+                Err(EngineError::Invalid(format!(
+                    "`{node_name}` is a lifecycle; lifecycles have no holdout"
+                )))
+            }
             (NodeKind::Lifecycle { stages }, stage) => {
                 let want = match stage {
                     Some(s) => match stages.iter().position(|(n, _)| n == s) {

@@ -20,5 +20,5 @@ pub mod time;
 
 pub use engine::{Engine, IngestOutcome, RemovedNodeExit};
 pub use error::{EngineError, Result, RuleLocation};
-pub use membership::{Cause, Change, ChangeKind};
+pub use membership::{Cause, Change, ChangeKind, Holdout};
 pub use rules::ruleset::RuleSetSpec;

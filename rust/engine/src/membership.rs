@@ -40,6 +40,42 @@ impl Cause {
     }
 }
 
+/// Which members of a segment with a holdout a query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Holdout {
+    /// Everyone the rule holds for: treatment and control group alike, as
+    /// the segment's size, the snapshot's column and the changes count them.
+    #[default]
+    Include,
+    /// The treatment group only: the audience to contact.
+    Exclude,
+    /// The control group only.
+    Only,
+}
+
+impl Holdout {
+    /// Parses `include`, `exclude` or `only`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "include" => Ok(Holdout::Include),
+            "exclude" => Ok(Holdout::Exclude),
+            "only" => Ok(Holdout::Only),
+            other => Err(EngineError::Invalid(format!(
+                "holdout must be `include`, `exclude` or `only`, not `{other}`"
+            ))),
+        }
+    }
+
+    /// True when a member held out (or not, `held_out`) is wanted.
+    pub fn keeps(self, held_out: bool) -> bool {
+        match self {
+            Holdout::Include => true,
+            Holdout::Exclude => !held_out,
+            Holdout::Only => held_out,
+        }
+    }
+}
+
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {

@@ -101,5 +101,5 @@ fn a_time_past_max_future_is_rejected_and_does_not_move_the_clock() {
         "{:?}",
         out.rejected
     );
-    assert_eq!(e.clock, Some(T));
+    assert_eq!(e.clock(), Some(T));
 }

@@ -11,9 +11,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyType};
 use pyo3_arrow::input::AnyRecordBatch;
 use segstream_engine::ingest::{Shard, EVENT_COLUMNS};
-use segstream_engine::output::{changes_batch, ids_for, profile_json, snapshot_batch, stats_json};
+use segstream_engine::output::{
+    changes_batch, ids_for, membership_columns, profile_json, snapshot_batch, stats_json,
+};
 use segstream_engine::state::{int_id_from_text, CustomerId, IdKind};
-use segstream_engine::{checkpoint, Change, Engine, EngineError, IngestOutcome, RuleSetSpec};
+use segstream_engine::{
+    checkpoint, Change, Engine, EngineError, Holdout, IngestOutcome, RuleSetSpec,
+};
 
 use crate::convert::{array, json_to_py, rejected_table, table};
 use crate::errors::{internal, InvalidInputError, NotFoundError, Result};
@@ -208,16 +212,24 @@ impl PyEngine {
         self.outcome(py, out)
     }
 
-    /// Upserts traits; returns an `IngestOutcome`.
+    /// Upserts traits; returns an `IngestOutcome`. With `all_or_nothing`, a
+    /// row that cannot be read is an error and nothing is applied
+    /// (`Engine::update_traits_all`).
+    #[pyo3(signature = (data, all_or_nothing=false))]
     fn update_traits<'py>(
         &mut self,
         py: Python<'py>,
         data: AnyRecordBatch,
+        all_or_nothing: bool,
     ) -> Result<Bound<'py, PyAny>> {
         let batches = read_batches(py, data)?;
         let engine = &mut self.inner;
         let out = enter(py, "updating traits", || {
-            over_batches(&batches, |b| engine.update_traits(b))
+            if all_or_nothing {
+                engine.update_traits_all(&batches)
+            } else {
+                over_batches(&batches, |b| engine.update_traits(b))
+            }
         })?;
         self.outcome(py, out)
     }
@@ -232,7 +244,7 @@ impl PyEngine {
         net: bool,
     ) -> Result<Bound<'py, PyAny>> {
         let engine = &mut self.inner;
-        let changes = guarded(py, "advancing the clock", || {
+        let changes = enter(py, "advancing the clock", || {
             if net {
                 engine.advance_to_net(ms)
             } else {
@@ -248,10 +260,17 @@ impl PyEngine {
         self.inner.clock()
     }
 
-    /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`).
-    fn members<'py>(&mut self, py: Python<'py>, name: &str) -> Result<Bound<'py, PyAny>> {
+    /// Customer ids in a segment (or `lifecycle` / `lifecycle.stage`);
+    /// `holdout` is `include`, `exclude` or `only` (`Engine::members_of`).
+    #[pyo3(signature = (name, holdout="include"))]
+    fn members<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &str,
+        holdout: &str,
+    ) -> Result<Bound<'py, PyAny>> {
         self.settle(py)?;
-        let idx = self.inner.members_of(name)?;
+        let idx = self.inner.members_of(name, Holdout::parse(holdout)?)?;
         array(py, ids_for(&self.inner, &idx))
     }
 
@@ -372,6 +391,12 @@ impl PyEngine {
         let taken = std::mem::replace(&mut other.inner, empty);
         let engine = &mut self.inner;
         enter(py, "merging engines", || engine.merge(taken))
+    }
+
+    /// The snapshot's membership columns (`output::membership_columns`).
+    #[getter]
+    fn membership_columns(&self) -> Vec<String> {
+        membership_columns(self.inner.rules())
     }
 
     /// The event columns that change what the rules see: the base columns, and

@@ -8,6 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_cast::cast::{cast_with_options, CastOptions};
+use arrow_cast::display::array_value_to_string;
 use arrow_schema::{DataType, TimeUnit};
 
 use super::columns::{find, id_column, IdColumn};
@@ -16,7 +17,7 @@ use crate::engine::Rejected;
 use crate::error::{EngineError, Result};
 use crate::rules::expr::Value;
 use crate::rules::ruleset::TraitType;
-use crate::state::State;
+use crate::state::{IdKind, State};
 
 fn target(ty: TraitType) -> DataType {
     match ty {
@@ -28,7 +29,7 @@ fn target(ty: TraitType) -> DataType {
     }
 }
 
-fn read(col: &ArrayRef, ty: TraitType, i: usize) -> Value {
+fn read_value(col: &ArrayRef, ty: TraitType, i: usize) -> Value {
     if col.is_null(i) {
         return Value::Null;
     }
@@ -41,13 +42,117 @@ fn read(col: &ArrayRef, ty: TraitType, i: usize) -> Value {
     }
 }
 
-/// Validates the schema, then upserts each valid row.
+/// Why row `i` of `orig` (a non-null value) does not fit trait type `ty`,
+/// given its cast `casted`: the cast gave null (not readable as the type),
+/// or it read a value that is not the one given (a fraction truncated to an
+/// integer, a number other than 0 and 1 read as a boolean, a boolean read as
+/// a number).
+fn misfit(orig: &ArrayRef, casted: &ArrayRef, ty: TraitType, i: usize) -> Option<&'static str> {
+    let what = match ty {
+        TraitType::String => "text",
+        TraitType::Int => "an integer",
+        TraitType::Float => "a number",
+        TraitType::Bool => "a boolean",
+        TraitType::Timestamp => "a timestamp",
+    };
+    if casted.is_null(i) {
+        return Some(what);
+    }
+    let from = orig.data_type();
+    let exact = match ty {
+        TraitType::Int if from.is_floating() || matches!(from, DataType::Decimal128(..)) => {
+            as_f64(orig, i).is_some_and(|f| f.fract() == 0.0)
+        }
+        TraitType::Int | TraitType::Float => from != &DataType::Boolean,
+        TraitType::Bool if from.is_numeric() => {
+            as_f64(orig, i).is_some_and(|f| f == 0.0 || f == 1.0)
+        }
+        _ => true,
+    };
+    (!exact).then_some(what)
+}
+
+/// Row `i` of a numeric column as f64 (for the exactness checks only).
+fn as_f64(col: &ArrayRef, i: usize) -> Option<f64> {
+    let one = col.slice(i, 1);
+    let f = cast_with_options(&one, &DataType::Float64, &CastOptions::default()).ok()?;
+    let f = f.as_primitive::<Float64Type>();
+    (!f.is_null(0)).then(|| f.value(0))
+}
+
+/// The value of row `i` as the input showed it, for a rejection reason.
+fn shown(col: &ArrayRef, i: usize) -> String {
+    let text = array_value_to_string(col, i).unwrap_or_else(|_| "?".into());
+    let mut short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// Validates the schema, then upserts each row that can be read whole: a
+/// row with a value that does not fit its trait's declared type is rejected
+/// with the trait, the value and the type, and none of its traits are set.
 pub fn apply_trait_batch(
     state: &mut State,
     map: &BTreeMap<String, String>,
     batch: &RecordBatch,
     touched: &mut Touched,
 ) -> Result<Rejected> {
+    let read = read_trait_batch(state, map, batch)?;
+    if batch.num_rows() > 0 {
+        let _ = state.ids.set_kind(read.kind);
+    }
+    let mut bad = read.rejected.iter().map(|(i, _)| *i).peekable();
+    for i in 0..batch.num_rows() {
+        if bad.peek() == Some(&i) {
+            bad.next();
+            continue;
+        }
+        let (c, new) = match &read.ids {
+            IdColumn::Str(a) => state.ids.intern_str(a.value(i)),
+            IdColumn::Int(a, _) => state.ids.intern_int(a.value(i)),
+        };
+        if new {
+            state.ensure(c as usize + 1);
+        }
+        // A merged-away customer's traits go to the survivor.
+        let c = state.aliases.resolve(c);
+        for (t, ty, _, casted) in &read.cols {
+            state.traits.values[*t][c as usize] = read_value(casted, *ty, i);
+        }
+        touched.add(c);
+    }
+    Ok(read.rejected)
+}
+
+/// The rows of a traits batch that `apply_trait_batch` would reject, with
+/// the reasons, changing nothing.
+pub fn unreadable_trait_rows(
+    state: &State,
+    map: &BTreeMap<String, String>,
+    batch: &RecordBatch,
+) -> Result<Rejected> {
+    Ok(read_trait_batch(state, map, batch)?.rejected)
+}
+
+/// A traits batch checked and cast, nothing applied yet.
+struct TraitRows {
+    kind: IdKind,
+    ids: IdColumn,
+    /// Per declared trait in the batch: its index, type, the input column and its cast.
+    cols: Vec<(usize, TraitType, ArrayRef, ArrayRef)>,
+    /// Rows that cannot be applied, ascending, with the reason.
+    rejected: Rejected,
+}
+
+/// Checks the schema and finds the rows that cannot be applied, changing
+/// nothing (so a batch is never half-applied by a schema error).
+fn read_trait_batch(
+    state: &State,
+    map: &BTreeMap<String, String>,
+    batch: &RecordBatch,
+) -> Result<TraitRows> {
     let id_col = find(batch, map, "customer_id").ok_or_else(|| {
         EngineError::schema(
             "customer_id",
@@ -81,38 +186,38 @@ pub fn apply_trait_batch(
             ),
         ));
     }
-    if batch.num_rows() > 0 {
-        let _ = state.ids.set_kind(kind);
-    }
     let mut rejected = Vec::new();
     'rows: for i in 0..batch.num_rows() {
+        let id_ok = match &ids {
+            IdColumn::Str(a) => !a.is_null(i),
+            IdColumn::Int(a, o) => !o.is_null(i) && !a.is_null(i),
+        };
+        if !id_ok {
+            rejected.push((i, ids.unreadable(i)));
+            continue;
+        }
         for (t, ty, orig, casted) in &cols {
-            if !orig.is_null(i) && casted.is_null(i) {
+            if orig.is_null(i) {
+                continue;
+            }
+            if let Some(what) = misfit(orig, casted, *ty, i) {
                 let name = &state.traits.decl[*t].0;
-                rejected.push((i, format!("trait `{name}`: value cannot be read as {ty:?}")));
+                let value = shown(orig, i);
+                let declared = format!("{ty:?}").to_lowercase();
+                rejected.push((
+                    i,
+                    format!("trait `{name}`: `{value}` is not {what} (declared {declared})"),
+                ));
                 continue 'rows;
             }
         }
-        let (c, new) = match &ids {
-            IdColumn::Str(a) if !a.is_null(i) => state.ids.intern_str(a.value(i)),
-            IdColumn::Int(a, o) if !o.is_null(i) && !a.is_null(i) => {
-                state.ids.intern_int(a.value(i))
-            }
-            _ => {
-                rejected.push((i, ids.unreadable(i)));
-                continue;
-            }
-        };
-        let c = state.aliases.resolve(c);
-        if new {
-            state.ensure(c as usize + 1);
-        }
-        for (t, ty, _, casted) in &cols {
-            state.traits.values[*t][c as usize] = read(casted, *ty, i);
-        }
-        touched.add(c);
     }
-    Ok(rejected)
+    Ok(TraitRows {
+        kind,
+        ids,
+        cols,
+        rejected,
+    })
 }
 
 /// Converts a JSON trait value to the declared type.

@@ -8,4 +8,4 @@ pub mod snapshot;
 
 pub use changes::{change_schema, changes_batch, holdout_flag};
 pub use profile::{profile_json, stats_json};
-pub use snapshot::{ids_array, ids_for, snapshot_batch};
+pub use snapshot::{holdout_column, ids_array, ids_for, membership_columns, snapshot_batch};

@@ -1,5 +1,6 @@
 //! The snapshot: one row per customer with the aggregates under their
-//! rule-language names, a boolean column per segment and a stage column per
+//! rule-language names, a boolean column per segment (and, for a segment
+//! with a holdout, a `<segment>__holdout` column) and a stage column per
 //! lifecycle.
 
 use std::sync::Arc;
@@ -8,13 +9,15 @@ use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{
-    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
+use super::changes::holdout_flag;
 use crate::engine::Engine;
 use crate::membership::NO_STAGE;
-use crate::rules::compile::NodeKind;
+use crate::rules::compile::{CompiledRules, NodeKind};
 use crate::rules::expr::Value;
 use crate::rules::ruleset::TraitType;
 use crate::state::aggregates::{Base, NO_FIRST, NO_LAST};
@@ -37,6 +40,43 @@ pub fn ids_for(engine: &Engine, customers: &[u32]) -> ArrayRef {
 pub fn ids_array(engine: &Engine) -> ArrayRef {
     let all: Vec<u32> = (0..engine.num_customers() as u32).collect();
     ids_for(engine, &all)
+}
+
+/// The snapshot's membership columns, in its order: per segment its boolean
+/// column and, with a holdout, `<segment>__holdout`; per lifecycle its stage.
+/// What the bulk `memberships` output keeps of the snapshot.
+pub fn membership_columns(rules: &CompiledRules) -> Vec<String> {
+    let mut out = Vec::new();
+    for node in &rules.nodes {
+        out.push(node.name.clone());
+        if let NodeKind::Segment { holdout, .. } = &node.kind {
+            if *holdout > 0.0 {
+                out.push(holdout_column(&node.name));
+            }
+        }
+    }
+    out
+}
+
+/// Name of the column that flags a segment's control group: `<segment>__holdout`.
+pub fn holdout_column(segment: &str) -> String {
+    format!("{segment}__holdout")
+}
+
+/// Per customer: a member of segment `node` who falls in its control group.
+/// False for non-members, so an audience is `segment AND NOT segment__holdout`
+/// and the column's count is the control group's size.
+fn held_out(engine: &Engine, node: usize, percent: f64, n: usize) -> BooleanArray {
+    let name = &engine.rules.nodes[node].name;
+    let salt = &engine.rules.salt;
+    (0..n)
+        .map(|c| {
+            Some(
+                engine.members.is_member(node, c)
+                    && holdout_flag(engine.state.ids.get(c as u32), name, salt, percent),
+            )
+        })
+        .collect()
 }
 
 fn ts_type() -> DataType {
@@ -204,13 +244,21 @@ pub fn snapshot_batch(engine: &Engine) -> RecordBatch {
     }
     for (i, node) in engine.rules.nodes.iter().enumerate() {
         match &node.kind {
-            NodeKind::Segment { .. } => {
+            NodeKind::Segment { holdout, .. } => {
                 fields.push(Field::new(&node.name, DataType::Boolean, false));
                 let mut b = BooleanBuilder::with_capacity(n);
                 for cell in engine.members.column(i, n) {
                     b.append_value(cell == 1);
                 }
                 cols.push(Arc::new(b.finish()));
+                if *holdout > 0.0 {
+                    fields.push(Field::new(
+                        holdout_column(&node.name),
+                        DataType::Boolean,
+                        false,
+                    ));
+                    cols.push(Arc::new(held_out(engine, i, *holdout, n)));
+                }
             }
             NodeKind::Lifecycle { stages } => {
                 fields.push(Field::new(&node.name, DataType::Utf8, true));
