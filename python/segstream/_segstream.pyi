@@ -9,9 +9,7 @@ __version__: str
 EVENT_COLUMNS: list[str]
 
 #: ((changes, rejected, applied, duplicates), [(event_type, rows, read_as)], max_ts_ms)
-_Outcome = tuple[
-    tuple[pa.Table, pa.Table, int, int], list[tuple[str | None, int, str]], int | None
-]
+_Outcome = tuple[tuple[pa.Table, pa.Table, int, int], list[tuple[str | None, int, str]], int | None]
 
 class Engine:
     def __init__(self, rules_json: str, column_map: dict[str, str] | None = None) -> None: ...
