@@ -79,8 +79,9 @@ bench-bulk: build ## bulk re-segmentation against DuckDB and Polars
 	$(PY) benches/bulk_vs_peers.py
 
 .PHONY: bench-stream
-bench-stream: build ## Faust service throughput against a plain Faust app
-	$(PY) benches/stream_throughput.py
+bench-stream: build ## worker vs Kafka client ceilings, Quix Streams, Pathway, plain Faust (ARGS="--runs 3")
+	$(PY) -m pip install -q -r benches/requirements.txt
+	$(PY) benches/stream_throughput.py $(ARGS)
 
 .PHONY: kafka-start
 kafka-start: ## start a local Apache Kafka broker on 127.0.0.1:9092 (fetched with Maven)

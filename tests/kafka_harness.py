@@ -286,13 +286,23 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def get(self, path: str) -> tuple[int, Any]:
+    #: Bearer token sent with every request but /health (None: none).
+    token: str | None = None
+
+    def get_raw(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         url = f"http://127.0.0.1:{self.web_port}{path}"
+        request = urllib.request.Request(url)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+            return err.code, err.read()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, body = self.get_raw(path, self.token)
+        return status, json.loads(body or b"null")
 
     def health(self) -> dict[str, Any] | None:
         try:

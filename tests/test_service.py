@@ -35,6 +35,7 @@ from kafka_harness import (
     send_messages,
     wait_until,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 segstream = pytest.importorskip("segstream")
 pytest.importorskip("faust")
@@ -419,9 +420,16 @@ def test_scale_out_and_takeover(workers: WorkerFactory, topics: Topics) -> None:
 
 def test_bad_input_goes_to_dead_letters(workers: WorkerFactory, topics: Topics) -> None:
     """Malformed, mistyped, anonymous, huge and unknown messages are dead-lettered with a
-    reason; the worker keeps running and applies the good messages around them."""
+    reason; the worker keeps running and applies the good messages around them.
+
+    The worker runs with an API token: the views refuse requests without it, and
+    /metrics counts what happened."""
     bootstrap = workers.broker.bootstrap
-    worker = workers.start()
+    token = "s3cret-" + uuid.uuid4().hex
+    token_file = workers.tmp / "api-token"
+    token_file.write_text(token + "\n")
+    worker = workers.start("watermark", "--api-token-file", str(token_file))
+    worker.token = token
     worker.wait_assigned(PARTITIONS)
     ts = "2024-05-01T10:00:00Z"
     bad = {
@@ -463,6 +471,39 @@ def test_bad_input_goes_to_dead_letters(workers: WorkerFactory, topics: Topics) 
     wait_until(lambda: worker.get("/customers/good2")[0] == 200, 30, what="good2 applied")
     status, profile = worker.get("/customers/good1")
     assert status == 200 and "big_spender" in profile["segments"]
+
+    # Only /health is open; a missing or wrong token is a 401, an absurd id a 400.
+    for path in ("/segments", "/customers/good1", "/metrics"):
+        assert worker.get_raw(path)[0] == 401, path
+        assert worker.get_raw(path, token="wrong-" + token)[0] == 401, path
+    assert worker.get_raw("/health")[0] == 200
+    assert worker.get("/customers/" + "x" * 300)[0] == 400
+
+    status, text = worker.get_raw("/metrics", token)
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+
+    def total(name: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in families[name].samples
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    home = str(partition_of(b"c1", PARTITIONS))
+    assert total("segstream_messages_rejected", topic=topics.events, partition=home) == len(bad)
+    assert total("segstream_messages_applied", partition=home) == len(payloads) - len(bad)
+    changes = read_json(bootstrap, topics.changes, min_count=1)
+    assert total("segstream_changes") == len(changes)
+    assert total("segstream_changes", segment="big_spender", cause="event") == sum(
+        1 for c in changes if c["segment"] == "big_spender" and c["cause"] == "event"
+    )
+    lags = [s.value for s in families["segstream_consumer_lag"].samples]
+    assert lags and all(v == 0 for v in lags)
+    [rules_info] = families["segstream_rules_info"].samples
+    assert rules_info.value == 1 and rules_info.labels["fingerprint"]
+    batches = [s for s in families["segstream_batch_seconds"].samples if s.name.endswith("_count")]
+    assert batches and batches[0].value >= 1
     assert worker.stop() == 0
 
 

@@ -17,6 +17,9 @@ __all__ = [
     "encode_change_messages",
     "unusual_messages",
     "partitions_of",
+    "check_rule_spec",
+    "parse_times",
+    "parse_time",
     "__version__",
     "EVENT_COLUMNS",
 ]
@@ -78,3 +81,9 @@ def unusual_messages(values: list[bytes | None], limit: int) -> list[int]:
 def partitions_of(table: ArrowData, column: str, partitions: int) -> pa.Array:
     """The Kafka default partition of each row's `column` value, as a pyarrow UInt32Array."""
     ...
+
+def check_rule_spec(rules_json: str) -> None: ...
+def parse_times(
+    data: ArrowData, unit: str = "ms", tz: str | None = None, refuse_seconds: bool = False
+) -> pa.Table: ...
+def parse_time(text: str, tz: str | None = None) -> int: ...

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +28,16 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from segstream import _segstream
+from segstream.event_types import EventTypeCount, merge_counts
+from segstream.event_types import warnings as event_type_warnings
 from segstream.file_inputs import (
+    ID_TYPES,
     InputError,
     InputFile,
+    ReadOptions,
     check_column_map,
+    is_empty_file_error,
     read_batches,
     resolve,
 )
@@ -68,6 +76,10 @@ REJECTED_SCHEMA = pa.schema(
 
 Paths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
+#: Units of epoch numbers in `ts` (`--ts-unit`).
+TS_UNITS: tuple[str, ...] = ("ms", "s")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class BulkProgress:
@@ -103,6 +115,31 @@ class BulkResult:
     elapsed: float
     files: list[str] = field(default_factory=list)
     engine: Engine | None = field(default=None, repr=False)
+    #: Rows skipped as repeats of an applied event_id (with `dedupe`).
+    rows_duplicate: int = 0
+    #: Each distinct event_type value: rows and how it was read, most rows first.
+    event_types: list[EventTypeCount] = field(default_factory=list)
+    #: Things the user should know that did not stop the run (empty files, event types
+    #: that look like a misspelt purchase), one line each.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_applied(self) -> int:
+        """Rows that changed the state: read, minus skipped, rejected and duplicates."""
+        return self.rows_read - self.rows_skipped - self.rows_rejected - self.rows_duplicate
+
+    @property
+    def rejected_share(self) -> float:
+        """Rejected rows as a share of the rows not skipped (0 when there are none)."""
+        considered = self.rows_read - self.rows_skipped
+        return self.rows_rejected / considered if considered else 0.0
+
+    def top_reasons(self, limit: int = 5) -> list[tuple[str, int]]:
+        """The most common rejection reasons, with the quoted values left out so that
+        rows refused for the same reason count together."""
+        reasons = self.rejected["reason"].to_pylist() if self.rejected.num_rows else []
+        counts = Counter(_VALUE.sub("`...`", r or "") for r in reasons)
+        return counts.most_common(limit)
 
     def summary(self) -> dict[str, Any]:
         """The counts as plain JSON-able values."""
@@ -110,12 +147,22 @@ class BulkResult:
             "files": self.files,
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "rows_read": self.rows_read,
+            "rows_applied": self.rows_applied,
             "rows_skipped": self.rows_skipped,
             "rows_rejected": self.rows_rejected,
+            "rows_duplicate": self.rows_duplicate,
             "events": self.events,
             "customers": self.customers,
             "elapsed_seconds": round(self.elapsed, 3),
             "sizes": self.sizes,
+            "event_types": [
+                {"event_type": c.event_type, "rows": c.rows, "read_as": c.read_as}
+                for c in self.event_types
+            ],
+            "rejected_reasons": [
+                {"reason": reason, "rows": rows} for reason, rows in self.top_reasons(20)
+            ],
+            "warnings": self.warnings,
         }
 
     def write(self, out_dir: str | os.PathLike[str], fmt: str = "parquet") -> dict[str, Path]:
@@ -171,6 +218,9 @@ def resegment(
     input_format: str | None = None,
     progress: Callable[[BulkProgress], None] | None = None,
     threads: int | None = None,
+    id_type: str = "text",
+    ts_unit: str = "ms",
+    tz: str | None = None,
 ) -> BulkResult:
     """Segment the events in `paths` (files, directories, globs) with `rules`.
 
@@ -189,6 +239,10 @@ def resegment(
     threads: engines ingesting side by side, each holding the customers whose id hashes
         to it (default: the CPU count, at most 8). 1 for a single engine. A rule set with
         a cooldown, or an Engine passed as `rules`, always runs on one.
+    id_type: "text" (default: CSV and JSON ids read as text, leading zeros kept) or
+        "int" (read customer_id, order_id and event_id as integers).
+    ts_unit: unit of epoch numbers in `ts`, "ms" (default) or "s".
+    tz: IANA zone of `ts` text without an offset (and of a zone-less `as_of`); UTC if None.
     """
     from segstream import Engine
 
@@ -196,8 +250,20 @@ def resegment(
     check_column_map(columns)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    cutoff = to_utc(as_of)
-    files = resolve(paths, input_format)
+    if id_type not in ID_TYPES:
+        raise ValueError(f"unknown id type {id_type!r}; use one of {', '.join(ID_TYPES)}")
+    if ts_unit not in TS_UNITS:
+        raise ValueError(f"unknown ts unit {ts_unit!r}; use one of {', '.join(TS_UNITS)}")
+    times = _TimeFormat(ts_unit, tz)
+    times.check()
+    cutoff = to_utc(as_of, tz)
+    warnings: list[str] = []
+    files = []
+    for file in resolve(paths, input_format):
+        if file.size == 0:
+            warnings.append(f"{file.path}: empty file, skipped")
+        else:
+            files.append(file)
     engine = rules if isinstance(rules, Engine) else Engine(rules)
     if cutoff is not None and engine.clock is not None and engine.clock > cutoff:
         # The clock never goes back, so the memberships could not hold as of the cutoff.
@@ -224,11 +290,13 @@ def resegment(
         raise ValueError(f"threads must be positive, got {threads}")
     shards = 1 if evaluate or isinstance(rules, Engine) else threads
     feeder = _ShardedIngest([engine, *(Engine(rules) for _ in range(shards - 1))], evaluate)
-    reader = _Reader(files, columns, batch_size, cutoff, line_items, wanted)
+    options = ReadOptions(id_type=id_type)
+    reader = _Reader(files, columns, batch_size, cutoff, line_items, wanted, options, times)
     bytes_total = sum(f.size for f in files)
     rejected: list[pa.Table] = []
-    rows_read = rows_skipped = rows_rejected = events = 0
+    rows_read = rows_skipped = rows_rejected = events = duplicates = 0
     latest: int | None = None
+    type_counts: list[list[EventTypeCount]] = []
     if cutoff is not None:
         # Start at the as-of time: every event then arrives late, which the engine
         # accepts, and window entries too old to count at that time are never stored.
@@ -238,24 +306,27 @@ def resegment(
         for chunk in reader:
             rows_read += chunk.rows_read
             rows_skipped += chunk.rows_skipped
-            if chunk.max_ts_ms is not None:
-                latest = chunk.max_ts_ms if latest is None else max(latest, chunk.max_ts_ms)
+            if chunk.rejected is not None:
+                rejected.append(chunk.rejected)
+                rows_rejected += chunk.rejected.num_rows
             for part in chunk.parts:
                 events += part.table.num_rows
                 try:
-                    refused = feeder.ingest(part.table)
+                    done = feeder.ingest(part.table)
                 except Exception as exc:
                     exc.add_note(f"while ingesting {chunk.file}")
                     raise
-                if refused.num_rows:
-                    table, lines = _rejected_rows(part, refused, chunk.file)
+                if done.max_ts_ms is not None:
+                    latest = done.max_ts_ms if latest is None else max(latest, done.max_ts_ms)
+                duplicates += done.duplicates
+                type_counts.append(done.event_types)
+                if done.refused.num_rows:
+                    table, lines = _rejected_rows(part, done.refused, chunk.file)
                     rejected.append(table)
                     rows_rejected += lines
             if progress is not None:
                 progress(BulkProgress(rows_read, chunk.bytes_read, bytes_total, chunk.file))
-        clock = cutoff or (
-            datetime.fromtimestamp(latest / 1000, UTC) if latest is not None else None
-        )
+        clock = cutoff or (_from_ms(latest) if latest is not None else None)
         if clock is not None:
             # Only the memberships at `clock` are wanted, not every change on the way.
             feeder.advance_to(clock)
@@ -263,6 +334,9 @@ def resegment(
     finally:
         reader.stop()
         feeder.close()
+    warnings.extend(reader.warnings)
+    counts = merge_counts(type_counts)
+    warnings.extend(event_type_warnings(counts))
     snapshot = engine.snapshot()
     names = [*engine.rules.segment_names, *engine.rules.lifecycle_names]
     sizes = _in_rule_order(engine.stats(), engine.rules.to_dict())
@@ -280,6 +354,9 @@ def resegment(
         elapsed=time.perf_counter() - started,
         files=[f.path for f in files],
         engine=engine,
+        rows_duplicate=duplicates,
+        event_types=counts,
+        warnings=warnings,
     )
 
 
@@ -307,23 +384,56 @@ def _in_rule_order(stats: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any
     return ordered
 
 
-def to_utc(value: datetime | date | str | int | None) -> datetime | None:
-    """A datetime, date (midnight), ISO string or epoch ms as an aware UTC datetime."""
+def to_utc(value: datetime | date | str | int | None, tz: str | None = None) -> datetime | None:
+    """A datetime (naive = UTC), date (midnight UTC), text or epoch ms as an aware UTC
+    datetime. Text is read by the engine's parser (ISO-8601, a date, epoch ms), zone-less
+    text in `tz` (UTC if None). Exact to the millisecond: no float on the way.
+    """
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise TypeError("a time cannot be a bool")
     if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        return _from_ms(value)
     if isinstance(value, str):
-        text = value.strip()
         try:
-            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise ValueError(
-                f"cannot read {text!r} as a time; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[+HH:MM]"
-            ) from None
+            return _from_ms(_segstream.parse_time(value, tz))
+        except ValueError as exc:
+            raise ValueError(f"cannot read {value.strip()!r} as a time: {exc}") from None
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _from_ms(ms: int) -> datetime:
+    # timedelta arithmetic is exact; fromtimestamp(ms / 1000) goes through a float.
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+# A value quoted in a reason (`...`): left out when reasons are counted together.
+_VALUE = re.compile(r"`[^`]*`")
+
+
+@dataclass(frozen=True)
+class _TimeFormat:
+    """How `ts` numbers and zone-less text are read (--ts-unit, --tz)."""
+
+    unit: str = "ms"
+    tz: str | None = None
+
+    def check(self) -> None:
+        """Raises ValueError for an unknown zone, before any file is read."""
+        _segstream.parse_time("2000-01-01", self.tz)
+
+    def parse(self, ts: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Epoch ms (null where unreadable) and the reasons (null where read), row by row.
+
+        Epoch milliseconds that look like seconds are refused: in an event file they are
+        a unit mistake (pass --ts-unit s), not events of January 1970.
+        """
+        batch = pa.record_batch([ts], names=["ts"])
+        table = _segstream.parse_times(batch, self.unit, self.tz, self.unit == "ms")
+        return table["ms"].combine_chunks(), table["reason"].combine_chunks()
 
 
 @dataclass
@@ -346,7 +456,18 @@ class _Chunk:
     rows_skipped: int
     #: Bytes read over all files so far (an estimate within a text file).
     bytes_read: int
+    #: Rows refused before the engine (a `ts` that reads as no time), in REJECTED_SCHEMA.
+    rejected: pa.Table | None = None
+
+
+@dataclass
+class _Ingested:
+    """What the engines did with one part."""
+
+    refused: pa.Table
+    event_types: list[EventTypeCount]
     max_ts_ms: int | None
+    duplicates: int
 
 
 _DONE = object()
@@ -380,15 +501,22 @@ class _ShardedIngest:
             wait(futures)
         return [first, *(f.result() for f in futures)]
 
-    def ingest(self, table: pa.Table) -> pa.Table:
-        """Ingests the table; returns the refused rows (row, reason) of every shard."""
+    def ingest(self, table: pa.Table) -> _Ingested:
+        """Ingests the table; returns the refused rows (row, reason) of every shard, the
+        event types seen and the latest time applied."""
         count = len(self.engines)
         if count == 1:
-            refused: pa.Table = self.engines[0].ingest(table, evaluate=self._evaluate).rejected
-            return refused
-        parts = self._each(lambda k, e: e.ingest(table, evaluate=False, shard=(k, count)).rejected)
-        refused = pa.concat_tables(parts)
-        return refused.sort_by("row") if refused.num_rows else refused
+            r = self.engines[0].ingest(table, evaluate=self._evaluate)
+            return _Ingested(r.rejected, list(r.event_types), r.max_ts_ms, r.duplicates)
+        results = self._each(lambda k, e: e.ingest(table, evaluate=False, shard=(k, count)))
+        refused = pa.concat_tables([r.rejected for r in results])
+        latest = [r.max_ts_ms for r in results if r.max_ts_ms is not None]
+        return _Ingested(
+            refused.sort_by("row") if refused.num_rows else refused,
+            merge_counts(r.event_types for r in results),
+            max(latest) if latest else None,
+            sum(r.duplicates for r in results),
+        )
 
     def advance_to(self, clock: datetime) -> None:
         self._each(lambda _, e: e.advance_to(clock, net=True))
@@ -416,8 +544,14 @@ class _Reader(threading.Thread):
         cutoff: datetime | None,
         line_items: bool,
         wanted: set[str],
+        options: ReadOptions,
+        times: _TimeFormat,
     ) -> None:
         super().__init__(name="segstream-reader", daemon=True)
+        self._options = options
+        self._times = times
+        #: Files skipped as empty although not zero bytes (a compressed empty CSV).
+        self.warnings: list[str] = []
         self._files = files
         self._columns = columns
         self._batch_size = batch_size
@@ -431,9 +565,14 @@ class _Reader(threading.Thread):
         try:
             done_bytes = 0
             for file in self._files:
-                for chunk in self._read_file(file, done_bytes):
-                    if not self._put(chunk):
-                        return
+                try:
+                    for chunk in self._read_file(file, done_bytes):
+                        if not self._put(chunk):
+                            return
+                except InputError as exc:
+                    if not is_empty_file_error(exc):
+                        raise
+                    self.warnings.append(f"{file.path}: empty file, skipped")
                 done_bytes += file.size
             self._put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -465,10 +604,21 @@ class _Reader(threading.Thread):
     def _read_file(self, file: InputFile, done_bytes: int) -> Iterator[_Chunk]:
         grouper = LineItemGrouper(file.path) if self._line_items else None
         row = 0
-        for batch in read_batches(file, self._columns, self._batch_size, self._wanted):
+        batches = read_batches(file, self._columns, self._batch_size, self._wanted, self._options)
+        for batch in batches:
             n = batch.num_rows
-            batch = _normalize(batch, file.path)
+            batch, unreadable = _normalize(batch, file.path, self._times)
+            refused = None
+            readable = None
+            if unreadable is not None:
+                reasons, bad = unreadable
+                readable = pc.invert(bad)
+                index = pc.indices_nonzero(bad)
+                why = pa.table({"row": index, "reason": pc.filter(reasons, bad)})
+                refused, _ = _rejected_rows(_Part(batch, None, row), why, file.path)
             keep = _keep_mask(batch["ts"], self._cutoff) if self._cutoff is not None else None
+            if readable is not None:
+                keep = readable if keep is None else pc.and_(keep, readable)
             kept = n if keep is None else pc.sum(keep).as_py() or 0
             if grouper is not None:
                 table = pa.Table.from_batches([batch]).append_column(SOURCE_ROW, _arange(row, n))
@@ -484,10 +634,10 @@ class _Reader(threading.Thread):
                 within = min(file.size, file.size * row // file.rows_hint)
             else:
                 within = 0
-            max_ts = _max_ms(batch["ts"]) if kept == n else _max_ms(batch["ts"].filter(keep))
-            yield _Chunk(file.path, parts, n, n - kept, done_bytes + within, max_ts)
+            unread = 0 if refused is None else refused.num_rows
+            yield _Chunk(file.path, parts, n, n - kept - unread, done_bytes + within, refused)
         tail = [_grouped_part(t) for t in grouper.flush()] if grouper is not None else []
-        yield _Chunk(file.path, tail, 0, 0, done_bytes + file.size, None)
+        yield _Chunk(file.path, tail, 0, 0, done_bytes + file.size)
 
 
 def _grouped_part(table: pa.Table) -> _Part:
@@ -502,12 +652,16 @@ def _arange(start: int, n: int) -> pa.Array:
     return pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), start - 1)
 
 
-def _normalize(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
-    """Give the columns types the engine takes, whatever the file format inferred.
+def _normalize(
+    batch: pa.RecordBatch, path: str, times: _TimeFormat
+) -> tuple[pa.RecordBatch, tuple[pa.Array, pa.Array] | None]:
+    """Give the columns types the engine takes, whatever the file format inferred; and
+    the rows whose `ts` reads as no time, as (reasons, mask), or None if there are none.
 
     Optional columns that are null throughout (a CSV block of page views has an empty
     `amount`) are typed `null` by the readers; they say nothing, so they are dropped.
-    Text and dates in `ts` become timestamps (UTC).
+    A `ts` of text or numbers is parsed value by value by the engine's parser (see
+    `_TimeFormat`), so one bad value is one rejected row, not a failed file.
     """
     empty = [
         i
@@ -517,25 +671,29 @@ def _normalize(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
     for i in reversed(empty):
         batch = batch.remove_column(i)
     if "ts" not in batch.schema.names:
-        return batch
+        return batch, None
     ts = batch["ts"]
     kind = ts.type
-    if pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
-        return batch
+    if pa.types.is_timestamp(kind):
+        return batch, None
     if pa.types.is_date(kind):
         converted = pc.cast(ts, pa.timestamp("ms", "UTC"))
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        try:
-            converted = pc.cast(ts, pa.timestamp("ms", "UTC"))
-        except pa.ArrowInvalid:
-            try:  # no zone offset in the text: read it as UTC
-                converted = pc.cast(ts, pa.timestamp("ms"))
-            except pa.ArrowInvalid as exc:
-                raise InputError(f"{path}: column ts: {exc}") from exc
+        unreadable = None
+    elif (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_null(kind)
+        or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type))
+    ):
+        ms, reasons = times.parse(ts)
+        converted = pc.cast(ms, pa.timestamp("ms", "UTC"))
+        bad = pc.is_valid(reasons)
+        unreadable = (reasons, bad) if pc.any(bad).as_py() else None
     else:
-        return batch  # let the engine name the column and the type it refuses
+        return batch, None  # let the engine name the column and the type it refuses
     index = batch.schema.get_field_index("ts")
-    return batch.set_column(index, "ts", converted)
+    return batch.set_column(index, "ts", converted), unreadable
 
 
 def _bound(kind: pa.DataType, cutoff: datetime) -> pa.Scalar:
@@ -550,15 +708,6 @@ def _keep_mask(ts: pa.Array, cutoff: datetime) -> pa.Array:
     if not (pa.types.is_timestamp(ts.type) or pa.types.is_integer(ts.type)):
         return pa.repeat(pa.scalar(True), len(ts))
     return pc.or_kleene(pc.less_equal(ts, _bound(ts.type, cutoff)), pc.is_null(ts))
-
-
-def _max_ms(ts: pa.Array | pa.ChunkedArray) -> int | None:
-    value = pc.max(ts).as_py() if len(ts) else None
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, datetime):
-        return int(to_utc(value).timestamp() * 1000)  # type: ignore[union-attr]
-    return int(value)
 
 
 def _rejected_rows(part: _Part, refused: pa.Table, path: str) -> tuple[pa.Table, int]:

@@ -1,7 +1,9 @@
 """`segstream segment` and `segstream check`: bulk re-segmentation of files from the shell.
 
-Exit codes: 0 done; 2 a usage or rule error; 1 any other failure (a missing or
-unreadable file is named in the message).
+Exit codes: 0 done; 2 a usage or rule error; 3 too many rejected rows (every row, by
+default, or more than `--max-rejected-share`; the outputs are written all the same, and
+the top reasons go to stderr); 1 any other failure (a missing or unreadable file is
+named in the message).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from segstream.bulk import OUTPUT_FORMATS, BulkProgress, BulkResult, resegment
+from segstream.bulk import OUTPUT_FORMATS, TS_UNITS, BulkProgress, BulkResult, resegment
 from segstream.bulk import to_utc as _to_utc
-from segstream.file_inputs import FORMATS, check_column_map
+from segstream.file_inputs import FORMATS, ID_TYPES, check_column_map
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +53,6 @@ def register(subparsers: Any) -> None:
     segment.add_argument(
         "--as-of",
         metavar="DATE",
-        type=_as_of,
         help="skip events after this time and hold memberships at it "
         "(YYYY-MM-DD = midnight UTC, or an ISO time); default: the latest event",
     )
@@ -89,6 +90,32 @@ def register(subparsers: Any) -> None:
         help="engines ingesting side by side, each owning a share of the customers "
         "(default: the CPU count, at most 8)",
     )
+    segment.add_argument(
+        "--id-type",
+        choices=ID_TYPES,
+        default="text",
+        help="how CSV and JSON files type customer_id, order_id and event_id (default "
+        "text: 00123 and 123 stay two customers)",
+    )
+    segment.add_argument(
+        "--ts-unit",
+        choices=TS_UNITS,
+        default="ms",
+        help="unit of epoch numbers in ts: ms (default) or s (Unix seconds)",
+    )
+    segment.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="IANA zone of ts text without an offset, e.g. Europe/Berlin (default UTC)",
+    )
+    segment.add_argument(
+        "--max-rejected-share",
+        metavar="F",
+        type=_share_arg,
+        default=None,
+        help="exit 3 when more than this share (0..1) of the rows is rejected "
+        "(default: only when every row is)",
+    )
     segment.add_argument("--batch-size", type=_positive, default=None, help=argparse.SUPPRESS)
     segment.set_defaults(func=run_segment)
 
@@ -101,11 +128,14 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=run_check)
 
 
-def _as_of(text: str) -> Any:
+def _share_arg(text: str) -> float:
     try:
-        return _to_utc(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
 
 
 def _column_map(text: str) -> dict[str, str]:
@@ -136,12 +166,17 @@ def run_segment(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
+        as_of = _to_utc(args.as_of, args.tz) if args.as_of is not None else None
+    except ValueError as exc:
+        _fail(f"--as-of: {exc}")
+        return EXIT_USAGE
+    try:
         rules = RuleSet.from_file(args.rules)
         with _progress_bar(err) as on_progress:
             result = resegment(
                 rules,
                 args.inputs,
-                as_of=args.as_of,
+                as_of=as_of,
                 columns=args.map,
                 batch_size=args.batch_size,
                 line_items=args.line_items,
@@ -149,6 +184,9 @@ def run_segment(args: argparse.Namespace) -> int:
                 threads=args.threads,
                 input_format=args.input_format,
                 progress=on_progress,
+                id_type=args.id_type,
+                ts_unit=args.ts_unit,
+                tz=args.tz,
             )
         written = result.write(args.out, args.format)
     except RuleError as exc:
@@ -164,7 +202,31 @@ def run_segment(args: argparse.Namespace) -> int:
         _fail(_describe_error(exc))
         return EXIT_FAILURE
     _report(result, written)
-    return EXIT_OK
+    for line in result.warnings:
+        print(f"segstream: warning: {line}", file=sys.stderr)
+    return _judge_rejected(result, args.max_rejected_share, written)
+
+
+def _judge_rejected(result: BulkResult, max_share: float | None, written: dict[str, Any]) -> int:
+    """EXIT_REJECTED, with the top reasons on stderr, when the run rejected every row (or
+    more than `max_share` of them); EXIT_OK otherwise."""
+    considered = result.rows_read - result.rows_skipped
+    every = considered > 0 and result.rows_applied <= 0 and result.rows_rejected > 0
+    over = max_share is not None and result.rejected_share > max_share
+    if not (every or over):
+        return EXIT_OK
+    if every:
+        head = f"every row was rejected ({result.rows_rejected:,} of {considered:,})"
+    else:
+        head = (
+            f"{result.rows_rejected:,} of {considered:,} rows rejected "
+            f"({result.rejected_share:.1%}), more than --max-rejected-share {max_share:g}"
+        )
+    lines = [head, "top reasons:"]
+    lines += [f"  {rows:>10,}  {reason}" for reason, rows in result.top_reasons()]
+    lines.append(f"every rejected row, with its file, row and reason: {written['rejected']}")
+    _fail("\n".join(lines))
+    return EXIT_REJECTED
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -278,11 +340,22 @@ def _report(result: BulkResult, written: dict[str, Any]) -> None:
         else:
             table.add_row(name, f"{size:,}", _share(size, customers))
     out.print(table)
+    if result.event_types:
+        kinds = Table()
+        kinds.add_column("event_type")
+        kinds.add_column("rows", justify="right")
+        kinds.add_column("read as")
+        for c in result.event_types:
+            shown = "(none: purchase)" if c.event_type is None else c.event_type
+            kinds.add_row(shown, f"{c.rows:,}", _READ_AS_SHOWN.get(c.read_as, c.read_as))
+        out.print(kinds)
     rate = result.rows_read / result.elapsed if result.elapsed > 0 else 0.0
+    duplicates = f", duplicate {result.rows_duplicate:,}" if result.rows_duplicate else ""
     # soft_wrap: in a pipe rich assumes 80 columns; these lines are for grep, not for layout.
     out.print(
-        f"rows read {result.rows_read:,}, skipped (after as-of) {result.rows_skipped:,}, "
-        f"rejected {result.rows_rejected:,}; {result.events:,} events in "
+        f"rows read {result.rows_read:,}, applied {result.rows_applied:,}, "
+        f"skipped (after as-of) {result.rows_skipped:,}, "
+        f"rejected {result.rows_rejected:,}{duplicates}; {result.events:,} events in "
         f"{result.elapsed:.2f} s ({rate:,.0f} rows/s)",
         soft_wrap=True,
     )
@@ -291,6 +364,13 @@ def _report(result: BulkResult, written: dict[str, Any]) -> None:
         out.print(
             f"see {written['rejected']} for the rejected rows and their reasons", soft_wrap=True
         )
+
+
+_READ_AS_SHOWN = {
+    "signal": "signal (used by a rule)",
+    "ignored": "signal (no rule reads it)",
+    "rejected": "rejected (empty)",
+}
 
 
 def _share(count: int, total: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from segstream import _segstream
+from segstream.event_types import EventTypeCount
 from segstream.rules import RuleSet
 from segstream.types import ArrowData, IngestOutcome, RuleSource
 
@@ -31,29 +32,41 @@ class IngestResult:
     """Rows applied."""
     duplicates: int = 0
     """Rows skipped because their event_id was already applied."""
+    event_types: tuple[EventTypeCount, ...] = ()
+    """Each distinct event_type value of the input (Arrow batches): its rows and how it
+    was read (purchase, refund, signal, ignored, rejected)."""
+    max_ts_ms: int | None = None
+    """Latest event time applied, epoch ms."""
 
 
 def to_epoch_ms(ts: datetime | date | int | str) -> int:
-    """Epoch milliseconds from a datetime (naive = UTC), date, ISO string or int ms."""
+    """Epoch milliseconds from a datetime (naive = UTC), date (midnight UTC), text or int ms.
+
+    Text is read by the engine's own parser (the one every reader uses): ISO-8601 with or
+    without a zone (none = UTC), a date, or epoch milliseconds. All integer arithmetic.
+    """
     if isinstance(ts, bool):
         raise TypeError("a timestamp cannot be a bool")
     if isinstance(ts, int):
         return ts
     if isinstance(ts, str):
-        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        ms: int = _segstream.parse_time(ts)  # InvalidInputError (a ValueError) says why not
+        return ms
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         # Integer arithmetic: float seconds would round some milliseconds away.
         return (ts - _EPOCH) // timedelta(milliseconds=1)
     if isinstance(ts, date):
-        return int(datetime(ts.year, ts.month, ts.day, tzinfo=UTC).timestamp() * 1000)
+        return (datetime(ts.year, ts.month, ts.day, tzinfo=UTC) - _EPOCH) // timedelta(
+            milliseconds=1
+        )
     raise TypeError(f"expected datetime, date, ISO string or epoch ms, got {type(ts).__name__}")
 
 
 def _result(raw: IngestOutcome) -> IngestResult:
-    changes, rejected, applied, duplicates = raw
-    return IngestResult(changes, rejected, applied, duplicates)
+    counts = tuple(EventTypeCount(name, rows, how) for name, rows, how in raw.event_types)
+    return IngestResult(raw.changes, raw.rejected, raw.applied, raw.duplicates, counts, raw.max_ts)
 
 
 class Engine:

@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -58,6 +59,23 @@ _SCAN_BATCH = 1 << 16
 _ROW_GROUPS_PER_SCAN = 128
 # Text formats have no row count in a footer; the first bytes give an estimate for progress.
 _SAMPLE_BYTES = 1 << 20
+
+
+#: How CSV and JSON readers type customer_id, order_id and event_id (`--id-type`).
+ID_TYPES: tuple[str, ...] = ("text", "int")
+#: Columns read as ids: text by default, so `00123` and `123` stay two customers.
+ID_COLUMNS: tuple[str, ...] = ("customer_id", "order_id", "event_id")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How text formats (CSV, JSON lines) type the columns they cannot tell from the file."""
+
+    #: "text": ids as text, as the export wrote them; "int": as 64-bit integers.
+    id_type: str = "text"
+
+    def id_arrow_type(self) -> pa.DataType:
+        return pa.int64() if self.id_type == "int" else pa.string()
 
 
 class InputError(SegstreamError):
@@ -166,7 +184,11 @@ def _rows_hint(path: str, fmt: str, size: int) -> int | None:
         return None
 
 
-def _file_format(fmt: str) -> ds.FileFormat | str:
+def _file_format(
+    fmt: str,
+    columns: Mapping[str, str] | None = None,
+    options: ReadOptions | None = None,
+) -> ds.FileFormat | str:
     if fmt == "parquet":
         # Pre-buffering fetches whole row groups ahead: a win on object stores, on a local
         # disk only memory (about 200 MiB more at the benchmark's size, no faster).
@@ -177,13 +199,43 @@ def _file_format(fmt: str) -> ds.FileFormat | str:
         # must not become a real key that every such row shares.
         return ds.CsvFileFormat(
             parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True, column_types=_csv_types(columns, options)
+            ),
         )
     return fmt
 
 
-def _dataset(path: str, fmt: str) -> ds.Dataset:
-    return ds.dataset(path, format=_file_format(fmt))
+def _csv_types(
+    columns: Mapping[str, str] | None, options: ReadOptions | None
+) -> dict[str, pa.DataType]:
+    """Types CSV must not guess, by the file's column names.
+
+    Ids are text (or, by choice, integers): guessed, `00123` would become the integer
+    123, one customer with `123`. `ts` is text, parsed value by value by the engine (a
+    guessed timestamp type fails the whole file at the first value that differs). Text
+    columns are declared text, so an invalid UTF-8 byte is an error naming the row, not
+    a binary column. `event_type` is a dictionary: its few values are read once each.
+    """
+    options = options or ReadOptions()
+    names = dict(columns or {})
+    types: dict[str, pa.DataType] = {}
+    for name in ID_COLUMNS:
+        types[names.get(name, name)] = options.id_arrow_type()
+    types[names.get("ts", "ts")] = pa.string()
+    types[names.get("event_type", "event_type")] = pa.dictionary(pa.int32(), pa.string())
+    for name in ("product_ids", "categories", "flags"):
+        types[names.get(name, name)] = pa.string()
+    return types
+
+
+def _dataset(
+    path: str,
+    fmt: str,
+    columns: Mapping[str, str] | None = None,
+    options: ReadOptions | None = None,
+) -> ds.Dataset:
+    return ds.dataset(path, format=_file_format(fmt, columns, options))
 
 
 # Arrow's JSON reader fixes the columns and their types from the first block (1 MiB) and
@@ -194,17 +246,21 @@ def _dataset(path: str, fmt: str) -> ds.Dataset:
 _JSON_TYPES: dict[str, pa.DataType] = {
     "event_type": pa.string(),
     "amount": pa.float64(),
-    "order_id": pa.string(),
     "product_ids": pa.list_(pa.string()),
     "categories": pa.list_(pa.string()),
     "quantity": pa.int64(),
-    "event_id": pa.string(),
     "flags": pa.list_(pa.string()),
 }
 
 
-def _json_schema(path: str, columns: Mapping[str, str] | None, block_size: int) -> pa.Schema:
-    """The first block's inferred schema, with the event columns' types made stable."""
+def _json_schema(
+    path: str, columns: Mapping[str, str] | None, block_size: int, options: ReadOptions
+) -> pa.Schema:
+    """The first block's inferred schema, with the event columns' types made stable.
+
+    Ids written as JSON strings stay text whatever they hold; ids written as numbers are
+    read as integers and made text after (see `_json_batches`), unless `--id-type int`.
+    """
     with pa.input_stream(path, compression="detect") as stream:
         inferred = pajson.open_json(
             stream, read_options=pajson.ReadOptions(block_size=block_size)
@@ -218,13 +274,34 @@ def _json_schema(path: str, columns: Mapping[str, str] | None, block_size: int) 
                 # Inferred from whole seconds in the first block, a later "…:05.250Z" would
                 # not parse; as text it always does, and becomes timestamp[ms] later.
                 fields[source] = pa.field(source, pa.string())
+        elif name in ID_COLUMNS:
+            if kind is None or pa.types.is_null(kind):
+                fields[source] = pa.field(source, options.id_arrow_type())
         elif name in _JSON_TYPES and (kind is None or pa.types.is_null(kind)):
             fields[source] = pa.field(source, _JSON_TYPES[name])
     return pa.schema(list(fields.values()))
 
 
+def _as_id_type(array: pa.Array, name: str, path: str, options: ReadOptions) -> pa.Array:
+    """An id column in the type asked for (JSON numbers made text, or text made integers)."""
+    want = options.id_arrow_type()
+    if array.type == want or pa.types.is_null(array.type):
+        return array
+    try:
+        return pc.cast(array, want)
+    except pa.ArrowInvalid as exc:
+        raise InputError(
+            f"{path}: column {name}: cannot read as {options.id_type} ids ({exc}); "
+            "use --id-type text"
+        ) from None
+
+
 def _json_batches(
-    path: str, columns: Mapping[str, str] | None, batch_size: int, wanted: Collection[str] | None
+    path: str,
+    columns: Mapping[str, str] | None,
+    batch_size: int,
+    wanted: Collection[str] | None,
+    options: ReadOptions,
 ) -> Iterator[pa.RecordBatch]:
     """JSON lines through pyarrow's streaming JSON reader, with stable column types.
 
@@ -232,14 +309,19 @@ def _json_batches(
     """
     # Blocks of about `batch_size` rows of a few hundred bytes each.
     block_size = max(1 << 20, min(64 << 20, batch_size * 256))
-    schema = _json_schema(path, columns, block_size)
+    schema = _json_schema(path, columns, block_size, options)
     sources = projection(schema, columns, path, wanted)
     parse = pajson.ParseOptions(explicit_schema=schema)
     read = pajson.ReadOptions(block_size=block_size)
     with pa.input_stream(path, compression="detect") as stream:
         for batch in pajson.open_json(stream, read_options=read, parse_options=parse):
             if batch.num_rows:
-                arrays = [batch.column(source) for source in sources.values()]
+                arrays = [
+                    _as_id_type(batch.column(source), name, path, options)
+                    if name in ID_COLUMNS
+                    else batch.column(source)
+                    for name, source in sources.items()
+                ]
                 yield pa.RecordBatch.from_arrays(arrays, names=list(sources))
 
 
@@ -293,16 +375,36 @@ def read_batches(
     columns: Mapping[str, str] | None,
     batch_size: int,
     wanted: Collection[str] | None = None,
+    options: ReadOptions | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream one file as batches of `batch_size` rows (the last one fewer), renamed to
     engine names; with `wanted`, only those event columns.
 
-    Decoding runs on pyarrow's threads (the GIL is released); errors name the file.
+    Decoding runs on pyarrow's threads (the GIL is released); errors name the file (and
+    the row, where the decoder tells it).
     """
+    options = options or ReadOptions()
     try:
-        yield from _rebatch(_decoded(file, columns, batch_size, wanted), batch_size)
-    except pa.ArrowException as exc:
-        raise InputError(f"{file.path}: cannot read as {file.format}: {exc}") from exc
+        yield from _rebatch(_decoded(file, columns, batch_size, wanted, options), batch_size)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise InputError(f"{file.path}: cannot read as {file.format}: {_clean(exc)}") from exc
+
+
+def is_empty_file_error(exc: BaseException) -> bool:
+    """True for the decoders' complaint about a file with no content at all."""
+    text = str(exc)
+    return "Empty CSV file" in text or "empty file" in text.lower()
+
+
+def _clean(exc: BaseException) -> str:
+    """The decoder's message without pyarrow's preamble about creating a dataset."""
+    text = str(exc)
+    marker = "Could not open CSV input source"
+    if marker in text:
+        text = text[text.index(marker) :].split(": ", 1)[-1]
+    return text.replace("In CSV column", "column").replace("Row #", "line ")
 
 
 def _decoded(
@@ -310,11 +412,12 @@ def _decoded(
     columns: Mapping[str, str] | None,
     batch_size: int,
     wanted: Collection[str] | None,
+    options: ReadOptions,
 ) -> Iterator[pa.RecordBatch]:
     if file.format == "json":
-        yield from _json_batches(file.path, columns, batch_size, wanted)
+        yield from _json_batches(file.path, columns, batch_size, wanted, options)
         return
-    dataset = _dataset(file.path, file.format)
+    dataset = _dataset(file.path, file.format, columns, options)
     sources = projection(dataset.schema, columns, file.path, wanted)
     # Projection and renaming in one: only the event columns are decoded.
     proj = {name: ds.field(source) for name, source in sources.items()}

@@ -32,9 +32,11 @@ import faust
 from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 
+from segstream.service.access import bearer_allows, customer_id_problem
 from segstream.service.checkpoints import CheckpointStore
 from segstream.service.clock import tick_targets
 from segstream.service.consumer import BatchConsumer
+from segstream.service.metrics import CONTENT_TYPE, WorkerMetrics
 from segstream.service.processor import Output, Processor
 from segstream.service.publish import ChangePublisher
 from segstream.service.settings import ServiceSettings
@@ -97,9 +99,11 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_response(view: View, body: Any, status: int = 200) -> Response:
+def _json_response(
+    view: View, body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     data = json.dumps(body, default=_jsonable, separators=(",", ":")).encode()
-    return view.bytes(data, content_type="application/json", status=status)
+    return view.bytes(data, content_type="application/json", status=status, headers=headers)
 
 
 class SegmentService:
@@ -120,6 +124,7 @@ class SegmentService:
         self._lock = asyncio.Lock()
         self._closing = False
         self.changes = ChangePublisher(settings.changes_topic)
+        self.metrics = WorkerMetrics()
         self.app = self._create_app()
         self.consumer = BatchConsumer(
             settings,
@@ -165,14 +170,31 @@ class SegmentService:
     def _add_views(self) -> None:
         service = self
 
+        def refused(view: View, request: Request) -> Response | None:
+            """A 401 response unless the request carries the API token (when one is set)."""
+            if bearer_allows(request.headers.get("Authorization"), service.settings.api_token):
+                return None
+            return _json_response(
+                view,
+                {"error": "this view needs the header `Authorization: Bearer <api token>`"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="segstream"'},
+            )
+
         @self.app.page("/segments")
         class Segments(View):
             async def get(self, request: Request) -> Response:
-                return _json_response(self, service.processor.stats())
+                return refused(self, request) or _json_response(self, service.processor.stats())
 
         @self.app.page("/customers/{customer_id}")
         class Customer(View):
             async def get(self, request: Request, customer_id: str) -> Response:
+                denied = refused(self, request)
+                if denied is not None:
+                    return denied
+                problem = customer_id_problem(customer_id)
+                if problem is not None:
+                    return _json_response(self, {"error": problem}, status=400)
                 profile = service.processor.profile(customer_id)
                 if profile is None:
                     return _json_response(
@@ -182,9 +204,24 @@ class SegmentService:
                     )
                 return _json_response(self, profile)
 
+        @self.app.page("/metrics")
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                denied = refused(self, request)
+                if denied is not None:
+                    return denied
+                body = service.metrics.render(
+                    service.processor.partitions,
+                    service.input_topics,
+                    service.consumer.highwater,
+                    service.processor.check_rules(),
+                )
+                return self.bytes(body, content_type=CONTENT_TYPE)
+
         @self.app.page("/health")
         class Health(View):
             async def get(self, request: Request) -> Response:
+                # Open to all: load balancers and orchestrators probe it without secrets.
                 return _json_response(self, service.health())
 
     # -- processing -------------------------------------------------------------------
@@ -199,10 +236,12 @@ class SegmentService:
                 # Fetched before a rebalance: the partitions were sought back to their
                 # checkpoints and deliver these messages again.
                 return
+            started = time.perf_counter()
             out = self.processor.process_fetched(fetched.items())
             self.counters["messages"] += sum(len(records) for records in fetched.values())
             self.counters["applied"] += out.applied
             await self.publish(out)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if any(
             state.pending >= self.settings.checkpoint_every
             for state in self.processor.partitions.values()
@@ -211,6 +250,7 @@ class SegmentService:
 
     async def publish(self, out: Output) -> None:
         """Hand changes and dead letters to the producer (buffered; flushed before checkpoints)."""
+        self.metrics.count_batch(out.applied_by_partition, out.changes, out.dead_letters)
         producer = self.app.producer
         # Faust's producer wraps an aiokafka one; its batch API is what lets a whole
         # table of changes go out without a coroutine and a future per change.

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 from typing import Any
 
@@ -35,6 +36,21 @@ def _register_worker(subparsers: Any) -> None:
     p.add_argument("--broker", default=DEFAULT_BROKER, help="Kafka broker URL (%(default)s)")
     p.add_argument("--app-id", default=d.app_id, help="Faust app id / consumer group (%(default)s)")
     p.add_argument("--web-port", type=int, default=d.web_port, help="HTTP views port (%(default)s)")
+    p.add_argument(
+        "--web-bind",
+        default=d.web_bind,
+        help="address of the HTTP views (%(default)s); any other than loopback needs a token",
+    )
+    token = p.add_mutually_exclusive_group()
+    token.add_argument(
+        "--api-token-file",
+        help="file holding the bearer token every view but /health requires",
+    )
+    token.add_argument(
+        "--api-token",
+        help="the token itself (visible to other local users in the process list: "
+        "prefer --api-token-file or SEGSTREAM_API_TOKEN)",
+    )
     p.add_argument("--events-topic", default=d.events_topic, help="(%(default)s)")
     p.add_argument("--traits-topic", default=d.traits_topic, help="(%(default)s)")
     p.add_argument("--changes-topic", default=d.changes_topic, help="(%(default)s)")
@@ -147,8 +163,22 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         checkpoint_every=args.checkpoint_every,
         max_message_bytes=args.max_message_bytes,
         web_port=args.web_port,
+        web_bind=args.web_bind,
+        api_token=api_token(args),
         session_timeout=args.session_timeout,
     )
+
+
+def api_token(args: argparse.Namespace) -> str | None:
+    """The token from --api-token-file, --api-token or SEGSTREAM_API_TOKEN, in that order."""
+    if args.api_token_file:
+        with open(args.api_token_file, encoding="utf-8") as f:
+            text = f.read().strip()
+        if not text:
+            raise ValueError(f"{args.api_token_file}: the API token file is empty")
+        return text
+    token: str | None = args.api_token or os.environ.get("SEGSTREAM_API_TOKEN") or None
+    return token
 
 
 def tune_gc() -> None:

@@ -48,6 +48,8 @@ class Output:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     applied: int = 0
     skipped: int = 0
+    #: partition -> messages applied (for the metrics).
+    applied_by_partition: dict[int, int] = field(default_factory=dict)
 
     def add_changes(self, table: pa.Table | None) -> None:
         if table is not None and table.num_rows:
@@ -58,6 +60,8 @@ class Output:
         self.dead_letters.extend(other.dead_letters)
         self.applied += other.applied
         self.skipped += other.skipped
+        for p, n in other.applied_by_partition.items():
+            self.applied_by_partition[p] = self.applied_by_partition.get(p, 0) + n
 
 
 def _reason(exc: BaseException) -> str:
@@ -157,7 +161,11 @@ class Processor:
                 # Buffered before a revoke: the new owner reads it from its checkpoint.
                 out.skipped += len(messages)
                 continue
-            out.extend(self._process_source(state, topic, messages))
+            done = self._process_source(state, topic, messages)
+            done.applied_by_partition[partition] = (
+                done.applied_by_partition.get(partition, 0) + done.applied
+            )
+            out.extend(done)
         return out
 
     def _process_source(
@@ -238,7 +246,8 @@ class Processor:
             reasons = rejected.column("reason").to_pylist()
             for row, reason in zip(rows, reasons, strict=True):
                 out.dead_letters.append(self._dead(run[int(row)], str(reason)))
-        out.applied += len(run)
+        # Rejected messages were dead-lettered, not applied.
+        out.applied += len(run) - (0 if rejected is None else rejected.num_rows)
         return out
 
     def _ingest_arrow(self, state: PartitionState, message: SourceMessage) -> Output:

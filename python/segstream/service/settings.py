@@ -6,12 +6,23 @@ has no flags of ours, so the same fields are read from `SEGSTREAM_*` variables.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 ClockMode = Literal["wall", "watermark"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class ServiceSettings:
     #: Port of the HTTP views (`/segments`, `/customers/{id}`, `/health`), bound to 127.0.0.1.
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
+    #: Bearer token every view but `/health` requires; None: no check (loopback only).
+    api_token: str | None = None
     #: Seconds without a heartbeat before the group gives a worker's partitions to others
     #: (the broker accepts 6 to 300 by default).
     session_timeout: float = 10.0
@@ -61,6 +74,14 @@ class ServiceSettings:
         for name in ("tick_interval", "batch_within", "checkpoint_interval", "session_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.api_token is not None and len(self.api_token) < 16:
+            raise ValueError("the API token must be at least 16 characters long")
+        if self.api_token is None and not is_loopback(self.web_bind):
+            raise ValueError(
+                f"the HTTP views would listen on {self.web_bind}, reachable from other "
+                "machines, without an API token: customer profiles are personal data. "
+                "Set --api-token-file (or SEGSTREAM_API_TOKEN), or bind to 127.0.0.1"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -75,7 +96,7 @@ class ServiceSettings:
             raw = env.get(f"SEGSTREAM_{field.name.upper()}")
             if raw is None:
                 continue
-            kind = type(field.default) if field.name != "rules" else str
+            kind = type(field.default) if field.default is not None else str
             values[field.name] = kind(raw) if kind in (int, float) else raw
         if "rules" not in values:
             raise ValueError(

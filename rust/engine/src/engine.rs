@@ -31,6 +31,10 @@ pub struct IngestOutcome {
     pub applied: usize,
     /// Rows skipped as duplicates of an already-applied `event_id`.
     pub duplicates: usize,
+    /// Rows per `event_type` value and how each was read (Arrow input).
+    pub event_types: Vec<crate::ingest::EventTypeCount>,
+    /// Latest event time applied.
+    pub max_ts: Option<i64>,
 }
 
 /// The segmentation engine.
@@ -123,7 +127,8 @@ impl Engine {
     /// Applies a batch of events, then re-evaluates the customers it touched
     /// and anyone the moved clock made due.
     pub fn ingest(&mut self, batch: &RecordBatch) -> Result<IngestOutcome> {
-        let resolved = resolve(&self.state, &self.column_map, batch)?;
+        let mut resolved = resolve(&self.state, &self.column_map, batch)?;
+        resolved.follow_rules(&self.rules.spec, crate::time::wall_clock_ms());
         self.settle_deferred();
         let mut changes = Vec::new();
         if let Some((lo, hi)) = resolved.ts_range() {
@@ -138,6 +143,8 @@ impl Engine {
             applied: stats.applied,
             duplicates: stats.duplicates,
             changes,
+            max_ts: stats.max_ts,
+            event_types: stats.event_types,
         };
         // Windows are pruned by the clock before the batch, as in deferred ingest.
         let pruning = self.clock;
@@ -174,6 +181,7 @@ impl Engine {
         shard: Option<Shard>,
     ) -> Result<IngestOutcome> {
         let mut resolved = resolve(&self.state, &self.column_map, batch)?;
+        resolved.follow_rules(&self.rules.spec, crate::time::wall_clock_ms());
         resolved.restrict_to(shard);
         let mut deferred = std::mem::take(&mut self.deferred);
         let (rejected, stats) =
@@ -186,6 +194,8 @@ impl Engine {
             applied: stats.applied,
             duplicates: stats.duplicates,
             changes: Vec::new(),
+            max_ts: stats.max_ts,
+            event_types: stats.event_types,
         })
     }
 
@@ -239,6 +249,7 @@ impl Engine {
             &mut self.state,
             self.clock,
             messages,
+            crate::ingest::json::JsonRules::of(&self.rules.spec, crate::time::wall_clock_ms()),
             &mut touched,
             &mut traits_touched,
         );
@@ -247,6 +258,7 @@ impl Engine {
             rejected,
             applied: stats.applied,
             duplicates: stats.duplicates,
+            max_ts: stats.max_ts,
             ..Default::default()
         };
         self.settle(&touched, stats.max_ts, Cause::Event, &mut out.changes);

@@ -59,6 +59,11 @@ fn over_batches(
             .extend(out.rejected.into_iter().map(|(r, m)| (r + offset, m)));
         total.applied += out.applied;
         total.duplicates += out.duplicates;
+        total.max_ts = total.max_ts.max(out.max_ts);
+        segstream_engine::ingest::event_types::merge_counts(
+            &mut total.event_types,
+            out.event_types,
+        );
         offset += b.num_rows();
     }
     Ok(total)
@@ -91,9 +96,21 @@ impl PyEngine {
         static INGEST_OUTCOME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         let changes = self.changes(py, &out.changes)?;
         let rejected = rejected_table(py, &out.rejected)?;
+        let event_types: Vec<(Option<String>, usize, &str)> = out
+            .event_types
+            .into_iter()
+            .map(|e| (e.name, e.rows, e.read_as.name()))
+            .collect();
         Ok(INGEST_OUTCOME
             .import(py, "segstream.types", "IngestOutcome")?
-            .call1((changes, rejected, out.applied, out.duplicates))?)
+            .call1((
+                changes,
+                rejected,
+                out.applied,
+                out.duplicates,
+                event_types,
+                out.max_ts,
+            ))?)
     }
 }
 
@@ -419,4 +436,11 @@ pub fn _panic_for_tests(py: Python<'_>, message: &str) -> Result<()> {
     guarded(py, "running the panic test hook", || -> () {
         panic!("{message}")
     })
+}
+
+/// Reads a rule set's JSON form without compiling its rules: RuleError for
+/// an unknown key or a value of the wrong type.
+#[pyfunction]
+pub fn check_rule_spec(rules_json: &str) -> Result<()> {
+    spec_from_json(rules_json).map(|_| ())
 }

@@ -14,6 +14,7 @@ mod convert;
 mod engine;
 mod errors;
 mod messages;
+mod times;
 
 #[pymodule]
 fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -23,6 +24,9 @@ fn _segstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(messages::encode_change_messages, m)?)?;
     m.add_function(wrap_pyfunction!(messages::unusual_messages, m)?)?;
     m.add_function(wrap_pyfunction!(messages::partitions_of, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::check_rule_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(times::parse_times, m)?)?;
+    m.add_function(wrap_pyfunction!(times::parse_time, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "EVENT_COLUMNS",

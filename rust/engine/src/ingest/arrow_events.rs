@@ -7,10 +7,13 @@ use arrow_array::{Array, RecordBatch};
 use super::columns::{
     find, id_column, int_column, text_column, AmountColumn, IdColumn, TagColumn, TsColumn,
 };
+use super::event_types::{EventKinds, EventTypeColumn};
 use super::{event_id_hash, BatchStats, Touched};
 use crate::engine::Rejected;
 use crate::error::{EngineError, Result};
+use crate::rules::ruleset::{EventTypesSpec, RuleSetSpec};
 use crate::state::{CustomerId, EventKind, EventRow, EventTags, IdKind, State};
+use crate::time::TsFormat;
 
 /// A batch whose columns passed schema validation.
 pub struct Resolved {
@@ -18,7 +21,9 @@ pub struct Resolved {
     ids: IdColumn,
     kind: IdKind,
     ts: TsColumn,
-    event_type: Option<arrow_array::StringArray>,
+    event_type: Option<EventTypeColumn>,
+    /// The rule set's extra purchase and refund names.
+    aliases: Option<EventTypesSpec>,
     amount: Option<AmountColumn>,
     quantity: Option<(arrow_array::Int64Array, arrow_array::ArrayRef)>,
     event_id: Option<arrow_array::StringArray>,
@@ -58,6 +63,17 @@ impl Resolved {
         self.shard = shard.filter(|s| s.count > 1);
     }
 
+    /// Applies the rule set's input settings: its extra `event_types` names,
+    /// and `max_future` ahead of `wall_ms` (the wall clock) as the latest
+    /// time accepted.
+    pub fn follow_rules(&mut self, spec: &RuleSetSpec, wall_ms: i64) {
+        self.aliases = spec.event_types.clone();
+        let ahead = spec
+            .max_future_ms()
+            .unwrap_or(crate::rules::ruleset::DEFAULT_MAX_FUTURE_MS);
+        self.ts.refuse_after(wall_ms.saturating_add(ahead));
+    }
+
     /// Earliest and latest readable event time in the batch.
     pub fn ts_range(&self) -> Option<(i64, i64)> {
         let mut out: Option<(i64, i64)> = None;
@@ -89,9 +105,9 @@ pub fn resolve(
     // Ids of the other kind are converted by the rule every decoder shares.
     let ids = id_column("customer_id", required("customer_id")?)?.into_kind(state.ids.kind())?;
     let kind = ids.kind();
-    let ts = TsColumn::new("ts", required("ts")?)?;
+    let ts = TsColumn::new("ts", required("ts")?, TsFormat::default())?;
     let event_type = find(batch, map, "event_type")
-        .map(|c| text_column("event_type", c))
+        .map(|c| EventTypeColumn::new("event_type", c))
         .transpose()?;
     let amount = find(batch, map, "amount")
         .map(|c| AmountColumn::new("amount", c))
@@ -129,6 +145,7 @@ pub fn resolve(
         kind,
         ts,
         event_type,
+        aliases: None,
         amount,
         quantity,
         event_id,
@@ -172,6 +189,7 @@ pub fn group_resolved(
         kind,
         ts,
         event_type,
+        aliases,
         amount,
         quantity,
         event_id,
@@ -191,12 +209,13 @@ pub fn group_resolved(
     let mut tags = EventTags::default();
     let mut arena = TagArena::default();
     let mut pending: Vec<Pending> = Vec::with_capacity(*rows);
-    let kinds = EventKinds::new(event_type.as_ref(), state);
+    let mut kinds = EventKinds::new(event_type.as_ref(), aliases.as_ref());
     for i in 0..*rows {
         let cid = match ids {
             IdColumn::Str(a) => {
                 if a.is_null(i) {
                     if shard.is_none_or(|sh| sh.index == 0) {
+                        kinds.get(i, state);
                         rejected.push((i, "customer_id is null".into()));
                     }
                     continue;
@@ -206,6 +225,7 @@ pub fn group_resolved(
             IdColumn::Int(a, orig) => {
                 if orig.is_null(i) || a.is_null(i) {
                     if shard.is_none_or(|sh| sh.index == 0) {
+                        kinds.get(i, state);
                         rejected.push((i, ids.unreadable(i)));
                     }
                     continue;
@@ -218,6 +238,7 @@ pub fn group_resolved(
                 continue;
             }
         }
+        let ev_kind = kinds.get(i, state);
         let t = match ts.get(i) {
             Ok(t) => t,
             Err(reason) => {
@@ -225,7 +246,7 @@ pub fn group_resolved(
                 continue;
             }
         };
-        let Some(ev_kind) = kinds.get(i) else {
+        let Some(ev_kind) = ev_kind else {
             rejected.push((i, "event_type is empty".into()));
             continue;
         };
@@ -317,6 +338,7 @@ pub fn group_resolved(
         stats.applied += 1;
         stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
     }
+    stats.event_types = kinds.counts();
     let n = state.len();
     state.ensure(n);
     // The rows themselves in customer order (independent loads that overlap),
@@ -488,46 +510,6 @@ fn by_customer(pending: &[Pending], customers: usize) -> Vec<u32> {
 /// Rows between a prefetch and the use of what it fetched: enough to cover a
 /// memory access (~100 ns) at the rate rows are applied.
 const PREFETCH_DISTANCE: usize = 32;
-
-/// What each row's `event_type` means.
-struct EventKinds<'a> {
-    column: Option<&'a arrow_array::StringArray>,
-    /// The signals the rules reference (a handful: a scan beats a hash).
-    signals: Vec<(Box<str>, Option<u32>)>,
-}
-
-impl<'a> EventKinds<'a> {
-    fn new(column: Option<&'a arrow_array::StringArray>, state: &State) -> Self {
-        // Every signal a rule references, looked up once by text.
-        let signals = state
-            .keyed
-            .signal_names()
-            .map(|(name, i)| (Box::<str>::from(name), Some(i)))
-            .collect();
-        EventKinds { column, signals }
-    }
-
-    /// What row `i` is (`None`: empty, which is rejected).
-    #[inline]
-    fn get(&self, i: usize) -> Option<EventKind> {
-        match self.column {
-            Some(a) if !a.is_null(i) => match a.value(i) {
-                "" => None,
-                other => Some(match super::money_event(other) {
-                    Some(super::MoneyEvent::Purchase) => EventKind::Purchase,
-                    Some(super::MoneyEvent::Refund) => EventKind::Refund,
-                    None => EventKind::Signal(
-                        self.signals
-                            .iter()
-                            .find(|(n, _)| &**n == other)
-                            .and_then(|&(_, s)| s),
-                    ),
-                }),
-            },
-            _ => Some(EventKind::Purchase),
-        }
-    }
-}
 
 #[inline]
 fn prefetch_row(state: &State, clock: Option<i64>, sorted: &[Pending], at: usize, deep: bool) {

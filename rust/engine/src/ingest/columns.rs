@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, TimeUnit};
 
 use crate::error::{EngineError, Result};
 use crate::state::{int_id_from_text, IdKind};
-use crate::time::{parse_timestamp_ms, MAX_TS, MIN_TS};
+use crate::time::{format_ts, TsFormat, MAX_TS, MIN_TS};
 
 /// Finds a column by engine name through the column map.
 pub fn find<'a>(
@@ -165,8 +165,15 @@ pub fn id_column(name: &str, col: &ArrayRef) -> Result<IdColumn> {
     }
 }
 
-/// Event times in ms.
-pub enum TsColumn {
+/// Event times in ms, read with a `TsFormat` and refused past `latest`.
+pub struct TsColumn {
+    values: TsValues,
+    format: TsFormat,
+    /// Later times are rejected (the wall clock plus the rule set's `max_future`).
+    latest: i64,
+}
+
+enum TsValues {
     /// Raw values and the factor to ms (`mul` > 0 multiplies, `div` > 0 floors).
     #[allow(missing_docs)]
     Scaled {
@@ -174,20 +181,22 @@ pub enum TsColumn {
         mul: i64,
         div: i64,
     },
+    /// Epoch numbers in the format's unit.
+    Epoch(PrimitiveArray<Int64Type>),
     /// Text to parse per row.
     Text(StringArray),
 }
 
 impl TsColumn {
-    /// Reads the time column.
-    pub fn new(name: &str, col: &ArrayRef) -> Result<Self> {
+    /// Reads the time column; numbers and text are read with `format`.
+    pub fn new(name: &str, col: &ArrayRef, format: TsFormat) -> Result<Self> {
         let as_i64 = |a: &ArrayRef| -> Result<PrimitiveArray<Int64Type>> {
             cast_lenient(a, &DataType::Int64)
                 .map(|c| c.as_primitive::<Int64Type>().clone())
                 .map_err(|e| EngineError::schema(name, e.to_string()))
         };
-        let scaled = |values, mul, div| Ok(TsColumn::Scaled { values, mul, div });
-        match col.data_type() {
+        let scaled = |values, mul, div| TsValues::Scaled { values, mul, div };
+        let values = match col.data_type() {
             DataType::Timestamp(unit, _) => {
                 let raw: PrimitiveArray<Int64Type> = match unit {
                     TimeUnit::Second => {
@@ -212,22 +221,34 @@ impl TsColumn {
             }
             DataType::Date32 => scaled(as_i64(col)?, 86_400_000, 0),
             DataType::Date64 => scaled(as_i64(col)?, 0, 0),
-            t if is_int(t) => scaled(as_i64(col)?, 0, 0),
-            t if is_text(t) => Ok(TsColumn::Text(text_column(name, col)?)),
-            other => Err(EngineError::schema(
-                name,
-                format!(
+            t if is_int(t) => TsValues::Epoch(as_i64(col)?),
+            t if is_text(t) => TsValues::Text(text_column(name, col)?),
+            other => {
+                return Err(EngineError::schema(
+                    name,
+                    format!(
                     "expected a timestamp, date, int64 epoch milliseconds or text, found {other}"
                 ),
-            )),
-        }
+                ))
+            }
+        };
+        Ok(TsColumn {
+            values,
+            format,
+            latest: MAX_TS,
+        })
+    }
+
+    /// Rejects times after `latest` (ms).
+    pub fn refuse_after(&mut self, latest: i64) {
+        self.latest = latest.min(MAX_TS);
     }
 
     /// The time of row `i` in ms, or why it cannot be used.
     #[inline]
     pub fn get(&self, i: usize) -> std::result::Result<i64, String> {
-        let ms = match self {
-            TsColumn::Scaled { values, mul, div } => {
+        let ms = match &self.values {
+            TsValues::Scaled { values, mul, div } => {
                 if values.is_null(i) {
                     return Err("ts is null".into());
                 }
@@ -241,17 +262,55 @@ impl TsColumn {
                     v
                 }
             }
-            TsColumn::Text(a) => {
+            TsValues::Epoch(values) => {
+                if values.is_null(i) {
+                    return Err("ts is null".into());
+                }
+                self.format
+                    .number(values.value(i))
+                    .map_err(|e| format!("ts {e}"))?
+            }
+            TsValues::Text(a) => {
                 if a.is_null(i) {
                     return Err("ts is null".into());
                 }
-                parse_timestamp_ms(a.value(i)).map_err(|e| format!("ts: {e}"))?
+                self.format
+                    .text(a.value(i))
+                    .map_err(|e| format!("ts {e}"))?
             }
         };
         if !(MIN_TS..=MAX_TS).contains(&ms) {
             return Err(format!("ts {ms} ms is outside the years 1900..9999"));
         }
+        if ms > self.latest {
+            return Err(format!(
+                "ts {} is later than {}, the wall clock plus the rule set's max_future",
+                format_ts(ms),
+                format_ts(self.latest)
+            ));
+        }
         Ok(ms)
+    }
+
+    /// Every row's time as ms (null where refused) and the reasons of the
+    /// refused rows (null where read): how the bulk readers parse a time
+    /// column once, before the `as_of` cut.
+    pub fn to_millis(&self, rows: usize) -> (Int64Array, StringArray) {
+        let mut ms = Vec::with_capacity(rows);
+        let mut why = Vec::with_capacity(rows);
+        for i in 0..rows {
+            match self.get(i) {
+                Ok(t) => {
+                    ms.push(Some(t));
+                    why.push(None);
+                }
+                Err(reason) => {
+                    ms.push(None);
+                    why.push(Some(reason));
+                }
+            }
+        }
+        (Int64Array::from(ms), StringArray::from(why))
     }
 }
 

@@ -6,11 +6,13 @@ use serde_json::{Map, Value as J};
 
 use super::arrow_traits::trait_from_json;
 use super::columns::parse_decimal;
+use super::event_types::money_kind;
 use super::{event_id_hash, BatchStats, Touched};
 use crate::engine::Rejected;
 use crate::rules::expr::Value;
+use crate::rules::ruleset::{EventTypesSpec, RuleSetSpec, DEFAULT_MAX_FUTURE_MS};
 use crate::state::{int_id_from_text, EventKind, EventRow, EventTags, IdKind, State};
-use crate::time::{parse_timestamp_ms, MAX_TS, MIN_TS};
+use crate::time::{format_ts, parse_timestamp_ms, MAX_TS, MIN_TS};
 
 /// Largest message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -48,11 +50,32 @@ enum Kind {
     Signal(String),
 }
 
+/// The rule set's input settings that messages are read with.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonRules<'a> {
+    /// Extra purchase and refund names.
+    pub aliases: Option<&'a EventTypesSpec>,
+    /// Later event times are rejected (wall clock plus `max_future`).
+    pub latest: i64,
+}
+
+impl<'a> JsonRules<'a> {
+    /// The settings of `spec`, with `wall_ms` as the wall clock.
+    pub fn of(spec: &'a RuleSetSpec, wall_ms: i64) -> Self {
+        let ahead = spec.max_future_ms().unwrap_or(DEFAULT_MAX_FUTURE_MS);
+        JsonRules {
+            aliases: spec.event_types.as_ref(),
+            latest: wall_ms.saturating_add(ahead),
+        }
+    }
+}
+
 /// Applies messages; returns rejected message indexes with reasons.
 pub fn apply_json_messages(
     state: &mut State,
     clock: Option<i64>,
     messages: &[&[u8]],
+    rules: JsonRules<'_>,
     touched: &mut Touched,
     traits_touched: &mut Touched,
 ) -> (Rejected, BatchStats) {
@@ -60,7 +83,7 @@ pub fn apply_json_messages(
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
     for (i, raw) in messages.iter().enumerate() {
-        let decoded = match decode(state, raw) {
+        let decoded = match decode(state, raw, &rules) {
             Ok(d) => d,
             Err(reason) => {
                 rejected.push((i, reason));
@@ -160,7 +183,7 @@ fn intern(state: &mut State, id: &JsonId) -> Option<u32> {
     Some(c)
 }
 
-fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
+fn decode(state: &State, raw: &[u8], rules: &JsonRules<'_>) -> Result<Decoded, String> {
     if raw.len() > MAX_MESSAGE_BYTES {
         return Err(format!(
             "message of {} bytes is larger than the {} byte limit",
@@ -173,7 +196,7 @@ fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
         return Err("message is not a JSON object".into());
     };
     match obj.get("type").and_then(J::as_str) {
-        Some("track") => decode_track(&obj, state.scale_digits),
+        Some("track") => decode_track(&obj, state.scale_digits, rules),
         Some("identify") | Some("traits") => {
             let id = customer(&obj)?;
             let traits = match obj.get("traits") {
@@ -196,7 +219,7 @@ fn decode(state: &State, raw: &[u8]) -> Result<Decoded, String> {
             "unknown message type `{other}` (expected track, identify or traits; flat events have no `type`)"
         )),
         None => match obj.get("type") {
-            Some(J::Null) | None => decode_flat(&obj, state.scale_digits),
+            Some(J::Null) | None => decode_flat(&obj, state.scale_digits, rules),
             Some(other) => Err(format!("message `type` must be a string, got {other}")),
         },
     }
@@ -220,17 +243,24 @@ fn customer(obj: &Map<String, J>) -> Result<JsonId, String> {
     Err("missing customer id (customer_id, userId or anonymousId)".into())
 }
 
-fn timestamp(v: Option<&J>, key: &str) -> Result<i64, String> {
+fn timestamp(v: Option<&J>, key: &str, rules: &JsonRules<'_>) -> Result<i64, String> {
     let ms = match v {
         Some(J::Number(n)) => n
             .as_i64()
             .ok_or_else(|| format!("{key} {n} is not integer epoch ms"))?,
-        Some(J::String(s)) => parse_timestamp_ms(s).map_err(|e| format!("{key}: {e}"))?,
+        Some(J::String(s)) => parse_timestamp_ms(s).map_err(|e| format!("{key} {e}"))?,
         None | Some(J::Null) => return Err(format!("missing {key}")),
         Some(other) => return Err(format!("{key} must be a string or epoch ms, got {other}")),
     };
     if !(MIN_TS..=MAX_TS).contains(&ms) {
         return Err(format!("{key} is outside the years 1900..9999"));
+    }
+    if ms > rules.latest {
+        return Err(format!(
+            "{key} {} is later than {} (the wall clock plus max_future)",
+            format_ts(ms),
+            format_ts(rules.latest)
+        ));
     }
     Ok(ms)
 }
@@ -296,12 +326,12 @@ fn opt_id(v: Option<&J>) -> Option<String> {
     }
 }
 
-fn decode_flat(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
+fn decode_flat(obj: &Map<String, J>, scale: u32, rules: &JsonRules<'_>) -> Result<Decoded, String> {
     let id = customer(obj)?;
-    let ts = timestamp(obj.get("ts").or_else(|| obj.get("timestamp")), "ts")?;
+    let ts = timestamp(obj.get("ts").or_else(|| obj.get("timestamp")), "ts", rules)?;
     let kind = match obj.get("event_type") {
         None | Some(J::Null) => Kind::Purchase,
-        Some(J::String(s)) if !s.is_empty() => match super::money_event(s) {
+        Some(J::String(s)) if !s.is_empty() => match money_kind(s, rules.aliases) {
             Some(super::MoneyEvent::Purchase) => Kind::Purchase,
             Some(super::MoneyEvent::Refund) => Kind::Refund,
             None => Kind::Signal(s.clone()),
@@ -343,7 +373,11 @@ fn snake(name: &str) -> String {
     out.trim_end_matches('_').to_string()
 }
 
-fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
+fn decode_track(
+    obj: &Map<String, J>,
+    scale: u32,
+    rules: &JsonRules<'_>,
+) -> Result<Decoded, String> {
     let id = customer(obj)?;
     let name = match obj.get("event") {
         Some(J::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -354,6 +388,7 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
             .or_else(|| obj.get("originalTimestamp"))
             .or_else(|| obj.get("sentAt")),
         "timestamp",
+        rules,
     )?;
     let empty = Map::new();
     let props = match obj.get("properties") {
@@ -362,7 +397,7 @@ fn decode_track(obj: &Map<String, J>, scale: u32) -> Result<Decoded, String> {
         Some(_) => return Err("`properties` is not an object".into()),
     };
     let event_id = opt_id(obj.get("messageId"));
-    let kind = match super::money_event(&name) {
+    let kind = match money_kind(&name, rules.aliases) {
         Some(super::MoneyEvent::Purchase) => Kind::Purchase,
         Some(super::MoneyEvent::Refund) => Kind::Refund,
         None => Kind::Signal(snake(&name)),

@@ -5,6 +5,7 @@
 pub mod arrow_events;
 pub mod arrow_traits;
 pub mod columns;
+pub mod event_types;
 pub mod json;
 
 /// The event columns of DESIGN.md, in the order it documents them: the one
@@ -24,6 +25,7 @@ pub const EVENT_COLUMNS: [&str; 10] = [
 
 pub use arrow_events::{apply_resolved, group_resolved, resolve, Grouped, Shard};
 pub use arrow_traits::apply_trait_batch;
+pub use event_types::{EventTypeCount, ReadAs};
 pub use json::apply_json_messages;
 
 /// Customers touched by a call, in first-touch order. Membership is a bitmap
@@ -111,7 +113,7 @@ pub fn money_event(text: &str) -> Option<MoneyEvent> {
 }
 
 /// Counters from applying a batch.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct BatchStats {
     /// Events applied.
     pub applied: usize,
@@ -119,6 +121,8 @@ pub struct BatchStats {
     pub duplicates: usize,
     /// Latest event time applied.
     pub max_ts: Option<i64>,
+    /// Rows per `event_type` value, and how each was read.
+    pub event_types: Vec<event_types::EventTypeCount>,
 }
 
 /// Hash of an event id for the idempotency set.

@@ -115,7 +115,30 @@ pub struct RuleSetSpec {
     /// Lifecycles.
     #[serde(default)]
     pub lifecycles: Vec<LifecycleSpec>,
+    /// More `event_type` names read as purchases and refunds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<EventTypesSpec>,
+    /// Events this far ahead of the wall clock are rejected (default 1 day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_future: Option<DurationSpec>,
 }
+
+/// `event_types: {purchase: [order, sale], refund: [return]}`: names read
+/// as purchases or refunds besides the built-in ones, ignoring ASCII case.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypesSpec {
+    /// Read as purchases.
+    #[serde(default)]
+    pub purchase: Vec<String>,
+    /// Read as refunds.
+    #[serde(default)]
+    pub refund: Vec<String>,
+}
+
+/// The default of `max_future`: a day covers any clock skew and time zone
+/// mistake, and no real event is dated further ahead.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 86_400_000;
 
 fn default_scale() -> u32 {
     2
@@ -124,7 +147,42 @@ fn default_scale() -> u32 {
 impl RuleSetSpec {
     /// Reads the JSON form produced by the Python layer.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| EngineError::rule_plain(format!("rule set: {e}")))
+        let spec: Self = serde_json::from_str(text)
+            .map_err(|e| EngineError::rule_plain(format!("rule set: {e}")))?;
+        spec.max_future_ms()?;
+        spec.check_event_types()?;
+        Ok(spec)
+    }
+
+    /// `max_future` in ms, or a rule error if it is not a duration.
+    pub fn max_future_ms(&self) -> Result<i64> {
+        self.max_future
+            .as_ref()
+            .map_or(Ok(DEFAULT_MAX_FUTURE_MS), |d| d.to_ms("max_future"))
+    }
+
+    /// A name mapped both ways, or empty, is a rule error.
+    fn check_event_types(&self) -> Result<()> {
+        let Some(types) = &self.event_types else {
+            return Ok(());
+        };
+        for name in types.purchase.iter().chain(&types.refund) {
+            if name.trim().is_empty() {
+                return Err(EngineError::rule_plain(
+                    "event_types: a name must not be empty",
+                ));
+            }
+        }
+        if let Some(both) = types
+            .purchase
+            .iter()
+            .find(|p| types.refund.iter().any(|r| r.eq_ignore_ascii_case(p)))
+        {
+            return Err(EngineError::rule_plain(format!(
+                "event_types: `{both}` is listed as both purchase and refund"
+            )));
+        }
+        Ok(())
     }
 
     /// Canonical JSON (stable field order), used for fingerprints and checkpoints.

@@ -1,6 +1,6 @@
 //! Millisecond timestamps (UTC) and the few calendar facts rules need.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 /// Earliest accepted event time: 1900-01-01T00:00:00Z.
 pub const MIN_TS: i64 = -2_208_988_800_000;
@@ -55,43 +55,6 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         return Err(format!("duration `{text}` is too long"));
     }
     Ok(ms.round() as i64)
-}
-
-/// Parses an ISO-8601 / SQL timestamp or date (UTC unless an offset is given).
-pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let ms = if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        dt.timestamp_millis()
-    } else if let Some(dt) = [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%#z",
-        "%Y-%m-%dT%H:%M:%S%.f%#z",
-    ]
-    .iter()
-    .find_map(|f| DateTime::parse_from_str(t, f).ok())
-    {
-        dt.timestamp_millis()
-    } else if let Some(dt) = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), f).ok())
-    {
-        Utc.from_utc_datetime(&dt).timestamp_millis()
-    } else if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-            .timestamp_millis()
-    } else {
-        return Err(format!(
-            "`{text}` is not a timestamp (expected e.g. `2024-05-01`, `2024-05-01 10:00:00` or RFC 3339)"
-        ));
-    };
-    if !(MIN_TS..=MAX_TS).contains(&ms) {
-        return Err(format!("timestamp `{text}` is outside 1900..9999"));
-    }
-    Ok(ms)
 }
 
 fn to_datetime(ms: i64) -> Option<DateTime<Utc>> {
@@ -161,11 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamps() {
-        assert_eq!(parse_timestamp_ms("1970-01-02").unwrap(), DAY);
-        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:01Z").unwrap(), SECOND);
-        assert_eq!(parse_timestamp_ms("1970-01-01 01:00:00").unwrap(), HOUR);
-        assert!(parse_timestamp_ms("yesterday").is_err());
+    fn calendar_boundaries() {
         assert_eq!(next_month_start(0).unwrap(), 31 * DAY);
         assert_eq!(month_of(0), Some(1));
     }
