@@ -66,9 +66,7 @@ def to_epoch_ms(ts: datetime | date | int | str) -> int:
 
 def _result(raw: IngestOutcome) -> IngestResult:
     counts = tuple(EventTypeCount(name, rows, how) for name, rows, how in raw.event_types)
-    return IngestResult(
-        raw.changes, raw.rejected, raw.applied, raw.duplicates, counts, raw.max_ts
-    )
+    return IngestResult(raw.changes, raw.rejected, raw.applied, raw.duplicates, counts, raw.max_ts)
 
 
 class Engine:

@@ -55,8 +55,7 @@ RuleSource: TypeAlias = "RuleSet | Mapping[str, Any] | str | os.PathLike[str]"
 
 class IngestOutcome(NamedTuple):
     """What one call of the extension's ``ingest``, ``ingest_json`` or ``update_traits``
-    did. A tuple, so ``changes, rejected, applied, duplicates, event_types, max_ts = outcome``
-    also works."""
+    did. A tuple, so it also unpacks."""
 
     changes: pa.Table
     """Membership changes, one row each (the columns of DESIGN.md's output table)."""
@@ -68,6 +67,6 @@ class IngestOutcome(NamedTuple):
     duplicates: int
     """Rows skipped because their ``event_id`` was already applied for that customer."""
     event_types: list[tuple[str | None, int, str]]
-    """Each distinct ``event_type`` seen: ``(value, rows, how it was read)``."""
+    """Per ``event_type`` value seen: (the value, rows, what it was read as)."""
     max_ts: int | None
-    """Latest event time applied (epoch ms), None when no row was."""
+    """The latest event time applied, epoch ms (None when no row was)."""

@@ -555,13 +555,6 @@ pub fn describe_rules<'py>(py: Python<'py>, rules_json: &str) -> Result<Bound<'p
     json_to_py(py, &text)
 }
 
-/// Reads a rule set's JSON form without compiling its rules: RuleError for
-/// an unknown key or a value of the wrong type.
-#[pyfunction]
-pub fn check_rule_spec(rules_json: &str) -> Result<()> {
-    spec_from_json(rules_json).map(|_| ())
-}
-
 /// Panics inside the boundary, for the test that a panic reaches Python as an
 /// `InternalError` (and the interpreter lives on).
 #[pyfunction]
@@ -570,4 +563,11 @@ pub fn _panic_for_tests(py: Python<'_>, message: &str) -> Result<()> {
     guarded(py, "running the panic test hook", || -> () {
         panic!("{message}")
     })
+}
+
+/// Reads a rule set's JSON form without compiling its rules: RuleError for
+/// an unknown key or a value of the wrong type.
+#[pyfunction]
+pub fn check_rule_spec(rules_json: &str) -> Result<()> {
+    spec_from_json(rules_json).map(|_| ())
 }

@@ -116,8 +116,11 @@ fn read_as(kind: Option<EventKind>) -> ReadAs {
 pub enum EventTypeColumn {
     /// Dictionary keys per row and the dictionary's values.
     Dict {
+        /// Per row, the index of its value in `values`.
         keys: Vec<usize>,
+        /// The original column, for which rows are null.
         valid: ArrayRef,
+        /// The dictionary's distinct texts.
         values: StringArray,
     },
     /// Plain text.
