@@ -129,7 +129,7 @@ class Engine:
         InvalidInputError (a ValueError) names the rows and why, and nothing is applied.
         :meth:`update_traits_result` applies the other rows and returns those as a table.
         """
-        changes, _, _, _ = self._inner.update_traits(data, True)
+        changes, *_ = self._inner.update_traits(data, True)
         result: pa.Table = changes
         return result
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from segstream.bulk import _normalize, to_utc
+from segstream.bulk import _normalize, _TimeFormat, to_utc
 from segstream.engine import Engine, to_epoch_ms
 from segstream.errors import InvalidInputError
 from segstream.file_inputs import read_batches, resolve
@@ -110,14 +110,22 @@ def measure_files(
     engine = Engine(ruleset)
     files = resolve(inputs, input_format)
     parts = []
+    times = _TimeFormat()
+    unreadable_ts = 0
     for f in files:
         for b in read_batches(f, columns, 1 << 20, engine.rule_columns):
-            parts.append(pa.Table.from_batches([_normalize(b, f.path)]))
+            batch, unreadable = _normalize(b, f.path, times)
+            if unreadable is not None:
+                # Rows whose `ts` reads as no time cannot be placed in the replay.
+                _, bad = unreadable
+                unreadable_ts += pc.sum(bad).as_py() or 0
+                batch = batch.filter(pc.invert(bad))
+            parts.append(pa.Table.from_batches([batch]))
     history = pa.concat_tables(parts, promote_options="permissive") if parts else None
     changes: list[pa.Table] = []
-    rejected = rows = 0
+    rejected, rows = unreadable_ts, unreadable_ts
     if history is not None and history.num_rows:
-        rows = history.num_rows
+        rows += history.num_rows
         # Stable: events of one instant keep their file order.
         order = pc.sort_indices(history, sort_keys=[("ts", "ascending")], null_placement="at_end")
         history = history.take(order)
