@@ -56,6 +56,24 @@ class ProduceReport:
         return (self.events or self.messages) / self.seconds if self.seconds > 0 else 0.0
 
 
+async def _started_producer(
+    broker: str, topic: str, partitions: int, create_topic: bool, max_request_size: int
+) -> AIOKafkaProducer:
+    """An idempotent producer, started, for `topic` (created first if asked and missing)."""
+    if create_topic:
+        await ensure_topics(broker, [topic], partitions)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(broker),
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        max_request_size=max_request_size,
+        acks="all",
+        enable_idempotence=True,
+    )
+    await producer.start()
+    return producer
+
+
 async def produce(
     broker: str,
     topic: str,
@@ -68,17 +86,7 @@ async def produce(
 
     Waits until the broker has acknowledged every message before returning.
     """
-    if create_topic:
-        await ensure_topics(broker, [topic], partitions)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers(broker),
-        linger_ms=5,
-        max_batch_size=1 << 20,
-        max_request_size=2 << 20,
-        acks="all",
-        enable_idempotence=True,
-    )
-    await producer.start()
+    producer = await _started_producer(broker, topic, partitions, create_topic, 2 << 20)
     started = time.perf_counter()
     sent = 0
     in_flight: list[asyncio.Future[object]] = []
@@ -128,17 +136,7 @@ async def produce_arrow(
 
     if rows_per_message < 1:
         raise ValueError(f"rows_per_message must be at least 1, got {rows_per_message}")
-    if create_topic:
-        await ensure_topics(broker, [topic], partitions)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers(broker),
-        linger_ms=5,
-        max_batch_size=1 << 20,
-        max_request_size=8 << 20,
-        acks="all",
-        enable_idempotence=True,
-    )
-    await producer.start()
+    producer = await _started_producer(broker, topic, partitions, create_topic, 8 << 20)
     # Route by the topic's real partition count, not the one asked for at creation.
     partitions = len(await producer.partitions_for(topic))
     started = time.perf_counter()
