@@ -20,10 +20,20 @@ use crate::state::{CustomerId, State};
 /// One row of a merge, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step<'a> {
-    /// Merge customer `from` (known, a survivor) into survivor `into`.
-    Merge { from: u32, into: u32 },
-    /// Record an id never seen as an alias of survivor `into`.
-    AliasNew { id: CustomerId<'a>, into: u32 },
+    /// Merge a known customer into another; both are survivors until now.
+    Merge {
+        /// Index of the customer absorbed.
+        from: u32,
+        /// Index of the survivor.
+        into: u32,
+    },
+    /// An id never seen becomes an alias of a survivor.
+    AliasNew {
+        /// The new id.
+        id: CustomerId<'a>,
+        /// Index of the survivor its events will go to.
+        into: u32,
+    },
     /// Nothing to do: both ids already are one profile.
     Same,
 }
