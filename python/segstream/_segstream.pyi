@@ -20,6 +20,7 @@ __all__ = [
     "check_rule_spec",
     "parse_times",
     "parse_time",
+    "uplift_of",
     "__version__",
     "EVENT_COLUMNS",
 ]
