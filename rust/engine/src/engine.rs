@@ -10,7 +10,7 @@ use crate::eval::kernel::CHUNK;
 use crate::eval::Evaluator;
 use crate::ingest::{
     apply_json_messages, apply_resolved, apply_trait_batch, group_resolved, resolve,
-    unreadable_trait_rows, Shard, Touched,
+    unreadable_trait_rows, GroupScratch, Shard, Touched,
 };
 use crate::membership::{Cause, Change, Holdout, Memberships, NO_STAGE};
 use crate::output::holdout_flag;
@@ -66,6 +66,8 @@ pub struct Engine {
     instants: Vec<i64>,
     /// Scratch: timers popped in one round.
     due: Vec<(i64, u32)>,
+    /// Scratch: the buffers a batch of events is grouped in.
+    grouping: GroupScratch,
 }
 
 /// Read access for code outside the engine crate (the bindings, tests and
@@ -138,6 +140,7 @@ impl Engine {
             evaluator: Evaluator::new(&rules),
             instants: Vec::new(),
             due: Vec::new(),
+            grouping: GroupScratch::default(),
             rules,
             state,
             members,
@@ -196,8 +199,9 @@ impl Engine {
             self.fire_timers_before(lo, hi, &mut changes);
         }
         let mut touched = Touched::default();
+        let scratch = std::mem::take(&mut self.grouping);
         let (mut grouped, rejected, stats) =
-            group_resolved(&mut self.state, &resolved, &mut touched);
+            group_resolved(&mut self.state, &resolved, &mut touched, scratch);
         self.grow();
         let mut out = IngestOutcome {
             rejected,
@@ -211,6 +215,7 @@ impl Engine {
         let pruning = self.clock;
         let Some(now) = self.move_clock(stats.max_ts) else {
             grouped.apply_through(&mut self.state, pruning, u32::MAX);
+            self.grouping = grouped.into_scratch();
             return Ok(out);
         };
         // A chunk of customers at a time, applied then evaluated: a customer's
@@ -223,6 +228,7 @@ impl Engine {
             self.evaluate_at(chunk, now, Cause::Event, &mut out.changes);
         }
         grouped.apply_through(&mut self.state, pruning, u32::MAX);
+        self.grouping = grouped.into_scratch();
         self.run_timers(now, &mut out.changes);
         Ok(out)
     }
@@ -246,8 +252,13 @@ impl Engine {
         resolved.restrict_to(shard);
         self.close_windows();
         let mut deferred = std::mem::take(&mut self.deferred);
-        let (rejected, stats) =
-            apply_resolved(&mut self.state, self.clock, &resolved, &mut deferred);
+        let (rejected, stats) = apply_resolved(
+            &mut self.state,
+            self.clock,
+            &resolved,
+            &mut deferred,
+            &mut self.grouping,
+        );
         self.deferred = deferred;
         self.grow();
         self.move_clock(stats.max_ts);

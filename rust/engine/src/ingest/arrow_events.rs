@@ -168,11 +168,75 @@ pub fn apply_resolved(
     clock: Option<i64>,
     r: &Resolved,
     touched: &mut Touched,
+    scratch: &mut GroupScratch,
 ) -> (Rejected, BatchStats) {
-    let (mut grouped, rejected, stats) = group_resolved(state, r, touched);
+    let (mut grouped, rejected, stats) = group_resolved(state, r, touched, std::mem::take(scratch));
     grouped.apply_through(state, clock, u32::MAX);
+    *scratch = grouped.into_scratch();
     (rejected, stats)
 }
+
+/// The buffers one batch is grouped in. The engine keeps them from batch to
+/// batch: a batch of a million rows needs about 100 MB of them, and fresh
+/// allocations of that size come from the kernel as zeroed pages, one fault
+/// per page, every batch.
+#[derive(Default)]
+pub struct GroupScratch {
+    /// Per row: the customer index if the id was known before the batch.
+    known: Vec<u32>,
+    pending: Vec<Pending>,
+    sorted: Vec<Pending>,
+    keys: Vec<u64>,
+    buf: Vec<u64>,
+    arena: TagArena,
+}
+
+/// A copy starts with empty buffers: they hold nothing between batches.
+impl Clone for GroupScratch {
+    fn clone(&self) -> Self {
+        GroupScratch::default()
+    }
+}
+
+impl std::fmt::Debug for GroupScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupScratch")
+            .field("rows", &self.pending.capacity())
+            .finish()
+    }
+}
+
+/// Rows ahead of the current one whose id slot is prefetched.
+const ID_PREFETCH: usize = 16;
+
+/// Looks up, for every row, the index of its customer as known before the
+/// batch (`UNKNOWN` for a new or null id), in a loop of its own: the lookups
+/// are independent cache misses, which overlap here (prefetched for integer
+/// ids) instead of stalling the validation loop one by one.
+fn look_up_ids(state: &State, ids: &IdColumn, out: &mut Vec<u32>) {
+    out.clear();
+    match ids {
+        IdColumn::Int(a, _) => {
+            let v = a.values();
+            out.extend(v.iter().enumerate().map(|(i, &id)| {
+                if let Some(&ahead) = v.get(i + ID_PREFETCH) {
+                    state.ids.prefetch_int(ahead);
+                }
+                state.ids.lookup_int(id).unwrap_or(UNKNOWN)
+            }));
+        }
+        IdColumn::Str(a) => out.extend((0..a.len()).map(|i| {
+            if a.is_null(i) {
+                UNKNOWN
+            } else {
+                state.ids.lookup_str(a.value(i)).unwrap_or(UNKNOWN)
+            }
+        })),
+    }
+}
+
+/// `GroupScratch::known` for an id not interned before the batch.
+const UNKNOWN: u32 = u32::MAX;
 
 /// The first pass of `apply_resolved` alone: validates, interns and groups
 /// the rows, applying none, so that the caller can apply them a range of
@@ -182,6 +246,7 @@ pub fn group_resolved(
     state: &mut State,
     r: &Resolved,
     touched: &mut Touched,
+    mut scratch: GroupScratch,
 ) -> (Grouped, Rejected, BatchStats) {
     let Resolved {
         rows,
@@ -207,8 +272,20 @@ pub fn group_resolved(
     let mut rejected = Vec::new();
     let mut stats = BatchStats::default();
     let mut tags = EventTags::default();
-    let mut arena = TagArena::default();
-    let mut pending: Vec<Pending> = Vec::with_capacity(*rows);
+    let mut known = std::mem::take(&mut scratch.known);
+    look_up_ids(state, ids, &mut known);
+    let mut arena = std::mem::take(&mut scratch.arena);
+    arena.clear();
+    let mut pending = std::mem::take(&mut scratch.pending);
+    pending.clear();
+    pending.reserve(*rows);
+    // The customer index of row `i`: known before the batch, or interned now.
+    let intern_row = |state: &mut State, i: usize, cid: CustomerId<'_>| -> u32 {
+        match known[i] {
+            UNKNOWN => intern(state, cid).0,
+            c => state.aliases.resolve(c),
+        }
+    };
     let mut kinds = EventKinds::new(event_type.as_ref(), aliases.as_ref());
     for i in 0..*rows {
         let cid = match ids {
@@ -295,7 +372,7 @@ pub fn group_resolved(
         if matches!(ev_kind, EventKind::Signal(None)) {
             // No rule reads this signal, but the customer exists from now on
             // (a rule such as `orders = 0` may hold for them).
-            let (c, _) = intern(state, cid);
+            let c = intern_row(state, i, cid);
             touched.add(c);
             stats.applied += 1;
             stats.max_ts = Some(stats.max_ts.map_or(t, |m| m.max(t)));
@@ -315,7 +392,7 @@ pub fn group_resolved(
             }
             tag = arena.push(&tags);
         }
-        let (c, _) = intern(state, cid);
+        let c = intern_row(state, i, cid);
         if let Some(ids) = event_id {
             if !ids.is_null(i)
                 && !state
@@ -343,16 +420,20 @@ pub fn group_resolved(
     state.ensure(n);
     // The rows themselves in customer order (independent loads that overlap),
     // so the apply loop below reads them front to back.
-    let sorted: Vec<Pending> = by_customer(&pending, n)
-        .into_iter()
-        .map(|p| pending[p as usize])
-        .collect();
-    drop(pending);
+    by_customer(&pending, n, &mut scratch.keys, &mut scratch.buf);
+    let mut sorted = std::mem::take(&mut scratch.sorted);
+    sorted.clear();
+    sorted.extend(scratch.keys.iter().map(|&k| pending[k as u32 as usize]));
     let grouped = Grouped {
         sorted,
         arena,
         tags,
         next: 0,
+        spare: GroupScratch {
+            known,
+            pending,
+            ..scratch
+        },
     };
     (grouped, rejected, stats)
 }
@@ -364,9 +445,20 @@ pub struct Grouped {
     tags: EventTags,
     /// The first row not applied yet.
     next: usize,
+    /// The scratch buffers not in use while the rows are applied.
+    spare: GroupScratch,
 }
 
 impl Grouped {
+    /// The buffers back, for the next batch.
+    pub fn into_scratch(self) -> GroupScratch {
+        GroupScratch {
+            sorted: self.sorted,
+            arena: self.arena,
+            ..self.spare
+        }
+    }
+
     /// Applies the rows not applied yet whose customer index is at most
     /// `last`. `clock` bounds window pruning.
     pub fn apply_through(&mut self, state: &mut State, clock: Option<i64>, last: u32) {
@@ -415,6 +507,11 @@ struct TagArena {
 }
 
 impl TagArena {
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.ends.clear();
+    }
+
     fn push(&mut self, t: &EventTags) -> u32 {
         if t.products.is_empty()
             && t.categories.is_empty()
@@ -471,22 +568,26 @@ impl TagArena {
 }
 
 /// Positions of `pending` ordered by customer index, arrival order kept
-/// within a customer: a least-significant-digit radix sort over the bits
-/// that indexes below `customers` use.
-fn by_customer(pending: &[Pending], customers: usize) -> Vec<u32> {
+/// within a customer, in the low 32 bits of `keys`: a least-significant-digit
+/// radix sort over the bits that indexes below `customers` use (`buf` is its
+/// second buffer).
+fn by_customer(pending: &[Pending], customers: usize, keys: &mut Vec<u64>, buf: &mut Vec<u64>) {
     const DIGIT: u32 = 11;
     let bits = usize::BITS - customers.max(1).leading_zeros();
-    let mut keys: Vec<u64> = pending
-        .iter()
-        .enumerate()
-        .map(|(p, e)| (e.customer as u64) << 32 | p as u64)
-        .collect();
+    keys.clear();
+    keys.extend(
+        pending
+            .iter()
+            .enumerate()
+            .map(|(p, e)| (e.customer as u64) << 32 | p as u64),
+    );
     if keys.len() > 1 && bits > 0 {
-        let mut buf = vec![0u64; keys.len()];
+        buf.clear();
+        buf.resize(keys.len(), 0);
         let mut shift = 32;
         while shift < 32 + bits {
             let mut count = [0usize; 1 << DIGIT];
-            for &k in &keys {
+            for &k in keys.iter() {
                 count[((k >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
             }
             let mut sum = 0;
@@ -495,16 +596,15 @@ fn by_customer(pending: &[Pending], customers: usize) -> Vec<u32> {
                 *c = sum;
                 sum += here;
             }
-            for &k in &keys {
+            for &k in keys.iter() {
                 let d = ((k >> shift) & ((1 << DIGIT) - 1)) as usize;
                 buf[count[d]] = k;
                 count[d] += 1;
             }
-            std::mem::swap(&mut keys, &mut buf);
+            std::mem::swap(keys, buf);
             shift += DIGIT;
         }
     }
-    keys.into_iter().map(|k| k as u32).collect()
 }
 
 /// Rows between a prefetch and the use of what it fetched: enough to cover a

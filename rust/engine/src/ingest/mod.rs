@@ -23,7 +23,7 @@ pub const EVENT_COLUMNS: [&str; 10] = [
     "flags",
 ];
 
-pub use arrow_events::{apply_resolved, group_resolved, resolve, Grouped, Shard};
+pub use arrow_events::{apply_resolved, group_resolved, resolve, GroupScratch, Grouped, Shard};
 pub use arrow_traits::{apply_trait_batch, unreadable_trait_rows};
 pub use event_types::{EventTypeCount, ReadAs};
 pub use json::apply_json_messages;

@@ -201,6 +201,29 @@ impl CustomerIds {
         (i, new)
     }
 
+    /// Starts loading the index slot of an integer id (see `lookup_int`).
+    #[inline(always)]
+    pub fn prefetch_int(&self, id: i64) {
+        if let Some(slot) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.int_index.direct.get(i))
+        {
+            crate::state::prefetch::prefetch_read(slot);
+        }
+    }
+
+    /// The index of an integer id, if it was interned.
+    #[inline(always)]
+    pub fn lookup_int(&self, id: i64) -> Option<u32> {
+        self.int_index.get(id)
+    }
+
+    /// The index of a text id, if it was interned.
+    #[inline(always)]
+    pub fn lookup_str(&self, id: &str) -> Option<u32> {
+        self.str_index.get(id).copied()
+    }
+
     /// Index of a known id.
     pub fn lookup(&self, id: CustomerId<'_>) -> Option<u32> {
         match id {
