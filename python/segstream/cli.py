@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     import segstream
-    from segstream import bulk_cli, demo, measure_cli
+    from segstream import bulk_cli, demo, measure_cli, report_cli
     from segstream.service import cli as service_cli
 
     parser = argparse.ArgumentParser(
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     bulk_cli.register(sub)
     measure_cli.register(sub)
+    report_cli.register(sub)
     service_cli.register(sub)
     return parser
 

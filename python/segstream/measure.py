@@ -58,6 +58,8 @@ class MeasureResult:
     rows: int
     rejected: int
     clock: datetime | None
+    #: distinct customers among the replayed events
+    customers: int = 0
 
     def write(self, out: str | os.PathLike[str]) -> list[str]:
         """Writes uplift.parquet, lifecycles.parquet and changes.parquet into `out`."""
@@ -123,9 +125,10 @@ def measure_files(
             parts.append(pa.Table.from_batches([batch]))
     history = pa.concat_tables(parts, promote_options="permissive") if parts else None
     changes: list[pa.Table] = []
-    rejected, rows = unreadable_ts, unreadable_ts
+    rejected, rows, customers = unreadable_ts, unreadable_ts, 0
     if history is not None and history.num_rows:
         rows += history.num_rows
+        customers = len(pc.unique(history["customer_id"]))
         # Stable: events of one instant keep their file order.
         order = pc.sort_indices(history, sort_keys=[("ts", "ascending")], null_placement="at_end")
         history = history.take(order)
@@ -150,6 +153,7 @@ def measure_files(
         rows=rows,
         rejected=rejected,
         clock=engine.clock,
+        customers=customers,
     )
 
 
