@@ -13,7 +13,20 @@ $(STAMP): requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# The report's browser test drives the system Chromium (playwright's own browsers are never
+# downloaded); without root or apt it is left out and that test skips, saying why.
+.PHONY: chromium
+chromium: ## install Debian's Chromium for the report's browser test, where apt can
+	@if command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO="sudo -n"; \
+	else echo "chromium: not root and no sudo; the browser test will skip"; exit 0; fi; \
+	if command -v apt-get >/dev/null; then \
+		($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium) \
+		|| echo "chromium: apt-get failed; the browser test will skip"; \
+	else echo "chromium: no apt-get here; the browser test will skip"; fi
 
 .PHONY: venv
 venv: $(STAMP) ## create .venv with the Python dependencies
