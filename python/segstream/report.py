@@ -169,7 +169,7 @@ def render(ruleset: RuleSet, result: MeasureResult, start: datetime, end: dateti
         parts.append(_figure(fig, "uplift-chart"))
         cells = [[_text(r[c]) for r in uplift] for c in UPLIFT_COLUMNS]
         cells.append([verdict(r) for r in uplift])
-        parts.append(_figure(_table([*UPLIFT_COLUMNS, "verdict"], cells), "uplift-table"))
+        parts.append(_figure(_table([*UPLIFT_COLUMNS, "verdict"], cells, 60), "uplift-table"))
     else:
         parts.append("<p>No segment of these rules has a conversion spec to measure.</p>")
     return _page(parts)
@@ -253,10 +253,18 @@ def _sankey(name: str, stages: list[str], changes: list[dict[str, Any]]) -> go.F
     return fig
 
 
-def _table(header: list[str], cells: list[list[str]]) -> go.Figure:
+def _table(header: list[str], cells: list[list[str]], row_height: int = 30) -> go.Figure:
     rows = len(cells[0]) if cells else 0
-    fig = go.Figure(go.Table(header={"values": header}, cells={"values": cells, "align": "left"}))
-    fig.update_layout(height=120 + 30 * rows, margin={"t": 10, "b": 10})
+    # The last column is given room to wrap (the uplift verdicts are sentences).
+    widths = [1] * (len(header) - 1) + [3 if header[-1] == "verdict" else 1]
+    fig = go.Figure(
+        go.Table(
+            columnwidth=widths,
+            header={"values": header},
+            cells={"values": cells, "align": "left", "height": row_height},
+        )
+    )
+    fig.update_layout(height=80 + (row_height + 4) * rows, margin={"t": 10, "b": 10})
     return fig
 
 
