@@ -82,6 +82,10 @@ fmt: $(STAMP) ## format Rust and Python
 	$(VENV)/bin/ruff format python tests benches examples
 	$(VENV)/bin/ruff check --fix python tests benches examples
 
+.PHONY: report-screenshot
+report-screenshot: build ## write docs/img/report.png: the HTML report of the demo's history, in Chromium
+	$(PY) scripts/report_screenshot.py
+
 .PHONY: bench
 bench: build ## engine benchmarks against NumPy/pandas/Polars/Pathway (prints ratios)
 	$(PY) -m pip install -q -r benches/requirements.txt
