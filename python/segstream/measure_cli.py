@@ -6,6 +6,7 @@ Exit codes as for `segstream segment`: 0 done; 2 a usage or rule error; 1 any ot
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +35,20 @@ def register(subparsers: Any) -> None:
             "change of the replay) into the output directory; print both reports."
         ),
     )
+    add_replay_arguments(
+        p,
+        out_metavar="DIR",
+        out_default="out",
+        out_help="output directory (out)",
+        step_help="event time per evaluated batch (1 hour): entries are stamped at most this late",
+    )
+    p.set_defaults(func=run_measure)
+
+
+def add_replay_arguments(
+    p: argparse.ArgumentParser, *, out_metavar: str, out_default: str, out_help: str, step_help: str
+) -> None:
+    """The arguments of a command that replays event files over a period (`measure`, `report`)."""
     p.add_argument("rules", metavar="RULES", help="rule set (YAML file)")
     p.add_argument(
         "inputs", metavar="INPUT", nargs="+", help="event files, directories or glob patterns"
@@ -44,7 +59,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--to", dest="end", metavar="DATE", required=True, help="day after the last (exclusive)"
     )
-    p.add_argument("--out", metavar="DIR", default="out", help="output directory (out)")
+    p.add_argument("--out", metavar=out_metavar, default=out_default, help=out_help)
     p.add_argument(
         "--map",
         metavar="ENGINE=YOURS,...",
@@ -52,33 +67,16 @@ def register(subparsers: Any) -> None:
         help="rename input columns, e.g. customer_id=cust_no,ts=order_date",
     )
     p.add_argument("--input-format", choices=FORMATS, help="format of inputs (default: by name)")
-    p.add_argument(
-        "--step",
-        metavar="DURATION",
-        default="1 hour",
-        help="event time per evaluated batch (1 hour): entries are stamped at most this late",
-    )
-    p.set_defaults(func=run_measure)
+    p.add_argument("--step", metavar="DURATION", default="1 hour", help=step_help)
 
 
-def run_measure(args: argparse.Namespace) -> int:
-    """The `measure` command; returns the exit code."""
+def run_replay(args: argparse.Namespace, work: Callable[[], int]) -> int:
+    """Runs `work` and turns its failures into a message and an exit code: a rule, usage or
+    input error is 2, a missing file or any other failure 1."""
     from segstream.errors import InvalidInputError, RuleError
-    from segstream.measure import measure_files
-    from segstream.rules import RuleSet
 
     try:
-        rules = RuleSet.from_file(args.rules)
-        result = measure_files(
-            rules,
-            args.inputs,
-            args.start,
-            args.end,
-            columns=args.map,
-            input_format=args.input_format,
-            step_ms=_duration_ms(args.step),
-        )
-        written = result.write(args.out)
+        return work()
     except RuleError as exc:
         _fail(f"{args.rules}: {exc}")
         return EXIT_USAGE
@@ -91,16 +89,36 @@ def run_measure(args: argparse.Namespace) -> int:
     except Exception as exc:  # every other failure is reported, not a traceback
         _fail(_describe_error(exc))
         return EXIT_FAILURE
-    out = Console()
-    out.print(
-        f"replayed {result.rows:,} events ({result.rejected:,} rejected), "
-        f"{result.changes.num_rows:,} changes; clock {result.clock}"
-    )
-    print_table(out, "uplift", result.uplift)
-    print_table(out, "lifecycles", result.lifecycles)
-    for path in written:
-        out.print(f"wrote {path}")
-    return EXIT_OK
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    """The `measure` command; returns the exit code."""
+    from segstream.measure import measure_files
+    from segstream.rules import RuleSet
+
+    def work() -> int:
+        result = measure_files(
+            RuleSet.from_file(args.rules),
+            args.inputs,
+            args.start,
+            args.end,
+            columns=args.map,
+            input_format=args.input_format,
+            step_ms=_duration_ms(args.step),
+        )
+        written = result.write(args.out)
+        out = Console()
+        out.print(
+            f"replayed {result.rows:,} events ({result.rejected:,} rejected), "
+            f"{result.changes.num_rows:,} changes; clock {result.clock}"
+        )
+        print_table(out, "uplift", result.uplift)
+        print_table(out, "lifecycles", result.lifecycles)
+        for path in written:
+            out.print(f"wrote {path}")
+        return EXIT_OK
+
+    return run_replay(args, work)
 
 
 def _duration_ms(text: str) -> int:
